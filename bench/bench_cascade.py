@@ -17,10 +17,10 @@ import time
 import numpy as np
 from scipy import stats
 
-from ctd_stats.budget_validation import validate_budget_guarantee
-from ctd_stats.cascade import CascadeTable
-from ctd_stats.delegation import budget_grid, sweep, threshold_grid, topk_budgets
-from ctd_stats.simulation import SimulationParameters, simulate_cascade
+from ctd_stats.cascade.budget_validation import validate_budget_guarantee
+from ctd_stats.cascade.delegation import budget_grid, sweep, threshold_grid, topk_budgets
+from ctd_stats.cascade.metrics import CascadeTable
+from ctd_stats.cascade.simulation import SimulationParameters, simulate_cascade
 
 DELTA = 0.1
 

@@ -20,10 +20,10 @@ import warnings
 
 import numpy as np
 
-from ctd_stats.eprocess import evaluator_monitor
-from ctd_stats.monitor_metrics import aggregate, default_methods, run_monitor_experiment
-from ctd_stats.monitors import NO_ALARM
-from ctd_stats.trajectories import Trajectories, load_verifier_scores
+from ctd_stats.online.eprocess import evaluator_monitor
+from ctd_stats.online.monitor_metrics import aggregate, default_methods, run_monitor_experiment
+from ctd_stats.online.monitors import NO_ALARM
+from ctd_stats.online.trajectories import Trajectories, load_verifier_scores
 
 EPS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
 

@@ -438,9 +438,9 @@ def bench_cascade(quick: bool) -> Section:
     except ImportError as exc:
         sec.skipped = f"bench/bench_cascade.py could not be imported ({exc})"
         return sec
-    from ctd_stats.budget_validation import validate_budget_guarantee
-    from ctd_stats.delegation import budget_grid, sweep, threshold_grid
-    from ctd_stats.simulation import SimulationParameters, simulate_cascade
+    from ctd_stats.cascade.budget_validation import validate_budget_guarantee
+    from ctd_stats.cascade.delegation import budget_grid, sweep, threshold_grid
+    from ctd_stats.cascade.simulation import SimulationParameters, simulate_cascade
 
     tables = {
         "strong": simulate_cascade(1586, params=SimulationParameters.strong_expert(), seed=21),
@@ -598,7 +598,7 @@ def _evaluator_frame(tr: Any) -> Any:
 
 def _package_first_alarms(out: Any, tr: Any, variant: str, eps: tuple[float, ...]) -> Any:
     """(n, len(eps)) first alarm step (0-based, −1 = none) from the package's reject columns."""
-    from ctd_stats.monitors import NO_ALARM
+    from ctd_stats.online.monitors import NO_ALARM
 
     res = np.full((tr.n_trajectories, len(eps)), NO_ALARM, dtype=np.int64)
     pos = {pid: i for i, pid in enumerate(tr.ids.tolist())}
@@ -618,15 +618,15 @@ def _package_first_alarms(out: Any, tr: Any, variant: str, eps: tuple[float, ...
 def bench_monitors(quick: bool) -> list[Section]:
     from evaluator import EValuator  # type: ignore[import-untyped]
 
-    from ctd_stats.eprocess import evaluator_monitor
-    from ctd_stats.monitor_metrics import (
+    from ctd_stats.online.eprocess import evaluator_monitor
+    from ctd_stats.online.monitor_metrics import (
         aggregate,
         default_methods,
         monitor_metrics,
         run_monitor_experiment,
         split_by_trajectory,
     )
-    from ctd_stats.trajectories import load_verifier_scores
+    from ctd_stats.online.trajectories import load_verifier_scores
 
     os.environ.setdefault("CTD_STATS_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     traj = load_verifier_scores("math")
@@ -1072,10 +1072,10 @@ def _per_call(fn: Callable[[], object], calls: int, repeats: int) -> Timing:
 def bench_streaming(quick: bool) -> Section:
     from mapie.exchangeability_testing import RiskMonitoring  # type: ignore[import-untyped]
 
-    from ctd_stats.betting import BettingMonitor
-    from ctd_stats.delegation import calibrate_budget_only
-    from ctd_stats.monitors import ThresholdMonitor
-    from ctd_stats.streaming import BudgetMonitor, Delegator
+    from ctd_stats.cascade.delegation import calibrate_budget_only
+    from ctd_stats.cascade.streaming import BudgetMonitor, Delegator
+    from ctd_stats.online.betting import BettingMonitor
+    from ctd_stats.online.monitors import ThresholdMonitor
 
     sec = Section(
         key="streaming",
@@ -1238,7 +1238,7 @@ def bench_streaming(quick: bool) -> Section:
         " `predicted_positive_fraction` on the delegation indicators, `threshold=α` given"
         f" explicitly (no reference set), `test_level={2 * level}` because it spends test_level/2"
         f" on the online bound, so both alarm at level {level}. Ours (`BudgetMonitor`, which"
-        " wraps `ctd_stats.betting.BettingMonitor`) is a betting e-process with online-Newton-step"
+        " wraps `ctd_stats.online.betting.BettingMonitor`) is a betting e-process with ONS"
         " bets and Ville's threshold; MAPIE alarms when a conjugate-mixture empirical-Bernstein"
         " lower confidence sequence crosses α. Different tests of the same hypothesis, so alarm"
         " times differ; both are anytime-valid.",

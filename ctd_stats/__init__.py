@@ -21,47 +21,13 @@ The loss-matrix p-value function is :func:`ctd_stats.pvalues.pvalues` (the name
 ``ctd_stats.pvalues`` itself is the module).
 """
 
-from .alarm_calibration import (
-    CRCThreshold,
-    UCBThreshold,
-    crc_general,
-    crc_threshold,
-    ucb_threshold,
-)
-from .betting import BettingMonitor, betting_eprocess
-from .budget_validation import BudgetValidationResult, validate_budget_guarantee
-from .cascade import (
-    CascadeMetrics,
-    CascadeTable,
-    auroc,
-    combine_scores,
-    delegation_capacity,
-    delegation_value,
-    evaluate_cascade,
-)
-from .delegation import (
-    CTDSettings,
-    SweepResult,
-    ThresholdCalibration,
-    calibrate_budget_only,
-    calibrate_ctd,
-    calibrate_uncertainty,
-    sweep,
-    topk_masks,
-    uncertainty_score,
-)
-from .eprocess import (
-    ChangePointModel,
-    EValuatorModel,
-    conformal_threshold,
-    pac_threshold,
-    ville_threshold,
-)
+from . import cascade, online
+from ._streaming import NO_ALARM, Step
+from .cascade import *  # noqa: F403  (names listed in cascade.__all__)
 from .fwer import FWERResult, bonferroni, fallback, fixed_sequence, fwer_control, graphical, holm
 from .ltt import LTTResult, learn_then_test
-from .monitor_metrics import MonitorMetrics, monitor_metrics, run_monitor_experiment
-from .monitors import ThresholdMonitor, alarm_matrix, first_alarm_steps
-from .pareto import ParetoTestResult, SplitIndices, pareto_front, pareto_test, split_indices
+from .online import *  # noqa: F403  (names listed in online.__all__)
+from .pareto import ParetoTestResult, pareto_front, pareto_test
 from .pvalues import (
     bentkus_pvalue,
     binomial_pvalue,
@@ -72,53 +38,22 @@ from .pvalues import (
     pvalues_from_counts,
     wsr_pvalue,
 )
-from .simulation import SimulationParameters, simulate_cascade
-from .streaming import BudgetMonitor, Delegator
-from .trajectories import Trajectories, load_verifier_scores
+from .splits import SplitIndices, split_by_trajectory, split_indices
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BettingMonitor",
-    "BudgetMonitor",
-    "BudgetValidationResult",
-    "CRCThreshold",
-    "CTDSettings",
-    "CascadeMetrics",
-    "CascadeTable",
-    "ChangePointModel",
-    "Delegator",
-    "EValuatorModel",
+    "NO_ALARM",
     "FWERResult",
     "LTTResult",
-    "MonitorMetrics",
     "ParetoTestResult",
-    "SimulationParameters",
     "SplitIndices",
-    "SweepResult",
-    "ThresholdCalibration",
-    "ThresholdMonitor",
-    "Trajectories",
-    "UCBThreshold",
-    "alarm_matrix",
-    "auroc",
+    "Step",
     "bentkus_pvalue",
-    "betting_eprocess",
     "binomial_pvalue",
     "binomial_upper_bound",
     "bonferroni",
-    "calibrate_budget_only",
-    "calibrate_ctd",
-    "calibrate_uncertainty",
-    "combine_scores",
-    "conformal_threshold",
-    "crc_general",
-    "crc_threshold",
-    "delegation_capacity",
-    "delegation_value",
-    "evaluate_cascade",
     "fallback",
-    "first_alarm_steps",
     "fixed_sequence",
     "fwer_control",
     "graphical",
@@ -127,20 +62,12 @@ __all__ = [
     "hoeffding_pvalue",
     "holm",
     "learn_then_test",
-    "load_verifier_scores",
-    "monitor_metrics",
-    "pac_threshold",
     "pareto_front",
     "pareto_test",
     "pvalues_from_counts",
-    "run_monitor_experiment",
-    "simulate_cascade",
+    "split_by_trajectory",
     "split_indices",
-    "sweep",
-    "topk_masks",
-    "ucb_threshold",
-    "uncertainty_score",
-    "validate_budget_guarantee",
-    "ville_threshold",
     "wsr_pvalue",
 ]
+__all__ += cascade.__all__
+__all__ += online.__all__

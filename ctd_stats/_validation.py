@@ -72,17 +72,30 @@ def as_int_array(
     low: int | None = None,
     high: int | None = None,
 ) -> IntArray:
-    """Convert ``value`` to an int64 array; floats are accepted only if integral."""
+    """Convert ``value`` to an int64 array; floats are accepted only if integral.
+
+    Integrality and the range are checked *before* the cast, so a value such as 9.3e18 is
+    reported as out of range instead of wrapping around to a negative int64.
+    """
     arr = as_float_array(value, name, ndim=ndim, allow_empty=allow_empty)
     raw = np.asarray(value)
     if raw.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
         raise ValueError(f"{name}: expected integer counts, found non-integer values")
-    out = np.asarray(value).astype(np.int64)
-    if low is not None and out.size and out.min() < low:
-        raise ValueError(f"{name}: values must be >= {low}, found {out.min()}")
-    if high is not None and out.size and out.max() > high:
-        raise ValueError(f"{name}: values must be <= {high}, found {out.max()}")
-    return out
+    if low is not None and arr.size and arr.min() < low:
+        raise ValueError(f"{name}: values must be >= {low}, found {_as_int_repr(arr.min())}")
+    if high is not None and arr.size and arr.max() > high:
+        raise ValueError(f"{name}: values must be <= {high}, found {_as_int_repr(arr.max())}")
+    if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: values must fit in a 64-bit integer")
+    if raw.dtype.kind in "iub":
+        return raw.astype(np.int64)  # exact: no detour through float64
+    if arr.size and (arr.min() < -(2.0**63) or arr.max() >= 2.0**63):
+        raise ValueError(f"{name}: values must fit in a 64-bit integer")
+    return arr.astype(np.int64)
+
+
+def _as_int_repr(v: np.float64) -> str:
+    return str(int(v)) if abs(v) < 2.0**63 else repr(float(v))
 
 
 def as_binary_array(value: ArrayLike, name: str, *, ndim: int | tuple[int, ...] = 1) -> IntArray:

@@ -31,30 +31,7 @@ from ._validation import (
 from .fwer import Order, fixed_sequence, resolve_order
 from .pvalues import PValueMethod, pvalues, pvalues_from_counts
 
-__all__ = ["ParetoTestResult", "SplitIndices", "pareto_front", "pareto_test", "split_indices"]
-
-
-@dataclass(frozen=True)
-class SplitIndices:
-    """Two disjoint index sets drawn by one seeded permutation (``first`` = its first part)."""
-
-    first: IntArray
-    second: IntArray
-
-
-def split_indices(n: int, *, first_fraction: float, seed: int) -> SplitIndices:
-    """Split ``range(n)`` by ``numpy.random.default_rng(seed).permutation(n)``.
-
-    The first ``int(first_fraction * n)`` entries of the permutation form ``first`` (the CTD
-    reference protocol: 50 % calibration / evaluation, then 30 % opt / 70 % ht, seed 42).
-    """
-    n = check_positive_int(n, "n", minimum=2)
-    first_fraction = check_level(first_fraction, "first_fraction")
-    perm = np.random.default_rng(seed).permutation(n).astype(np.int64)
-    cut = int(first_fraction * n)
-    if cut == 0 or cut == n:
-        raise ValueError(f"first_fraction: {first_fraction} of n={n} leaves one side empty")
-    return SplitIndices(first=perm[:cut], second=perm[cut:])
+__all__ = ["ParetoTestResult", "pareto_front", "pareto_test"]
 
 
 def pareto_front(objectives: ArrayLike) -> BoolArray:

@@ -24,7 +24,7 @@ from ctd_stats._validation import (
     check_choice,
     check_same_length,
 )
-from ctd_stats.cascade import auroc as cascade_auroc
+from ctd_stats.cascade.metrics import auroc as cascade_auroc
 
 __all__ = ["LogisticProbe", "RidgeProbe", "auroc", "fit_logistic", "fit_ridge"]
 

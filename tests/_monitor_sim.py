@@ -11,7 +11,7 @@ import numpy as np
 from scipy import stats
 
 from ctd_stats._validation import FloatArray
-from ctd_stats.trajectories import Trajectories
+from ctd_stats.online.trajectories import Trajectories
 
 PRE = stats.beta(5, 2)
 POST = stats.beta(2, 3)

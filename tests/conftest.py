@@ -8,13 +8,27 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Locally hypothesis keeps exploring (a failure prints its reproducing example and is stored in
+# .hypothesis/); in CI (env CI set) the examples are derandomised, so a run is reproducible and a
+# red CI is never a lucky seed. HYPOTHESIS_PROFILE overrides the choice.
 settings.register_profile(
-    "default", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
+    "default",
+    deadline=None,
+    max_examples=100,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
-    "ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+    "ci",
+    deadline=None,
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
 )
-settings.load_profile("ci" if os.environ.get("CI") else "default")
+_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default")
+settings.load_profile(_PROFILE)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from ctd_stats import pvalues
-from ctd_stats.alarm_calibration import (
+from ctd_stats.online.alarm_calibration import (
     UCB_BOUNDS,
     crc_general,
     crc_threshold,
@@ -28,7 +28,7 @@ from ctd_stats.alarm_calibration import (
     ucb_threshold,
     ucb_thresholds,
 )
-from ctd_stats.trajectories import Trajectories
+from ctd_stats.online.trajectories import Trajectories
 
 EPS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5]
 # minima on a fine grid (ties happen), kept inside [0, 1] for the paper grid

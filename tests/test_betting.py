@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from ctd_stats.alarm_calibration import crc_threshold
-from ctd_stats.betting import BET_STRATEGIES, BettingMonitor, betting_eprocess
-from ctd_stats.monitors import first_alarm_steps
+from ctd_stats.online.alarm_calibration import crc_threshold
+from ctd_stats.online.betting import BET_STRATEGIES, BettingMonitor, betting_eprocess
+from ctd_stats.online.monitors import first_alarm_steps
 
 
 @settings(max_examples=100, deadline=None)

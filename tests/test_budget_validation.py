@@ -1,4 +1,4 @@
-"""Tests of ctd_stats.budget_validation (paper App. D) on the simulator."""
+"""Tests of ctd_stats.cascade.budget_validation (paper App. D) on the simulator."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from ctd_stats.budget_validation import (
+from ctd_stats.cascade.budget_validation import (
     _pareto_front_monotone,
     calibrate_batch,
     validate_budget_guarantee,
     violation_tolerance,
 )
-from ctd_stats.delegation import (
+from ctd_stats.cascade.delegation import (
     budget_grid,
     calibrate_budget_only,
     calibrate_ctd,
     calibrate_plug_in,
     threshold_grid,
 )
+from ctd_stats.cascade.simulation import SimulationParameters, simulate_cascade
 from ctd_stats.pareto import pareto_front
-from ctd_stats.simulation import SimulationParameters, simulate_cascade
 
 REGIMES = {
     "strong": SimulationParameters.strong_expert(),

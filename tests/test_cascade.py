@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ctd_stats.cascade import (
+from ctd_stats.cascade.metrics import (
     CascadeTable,
     accuracy,
     auroc,

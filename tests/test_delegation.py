@@ -1,4 +1,4 @@
-"""Tests of ctd_stats.delegation: signals, calibrated policies, top-k baselines, sweep, FAIC."""
+"""Tests of ctd_stats.cascade.delegation: signals, policies, top-k baselines, sweep, FAIC."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ctd_stats.delegation import (
+from ctd_stats.cascade.delegation import (
     SETTINGS,
     CTDSettings,
     budget_grid,
@@ -30,7 +30,7 @@ from ctd_stats.delegation import (
     topk_masks,
     uncertainty_score,
 )
-from ctd_stats.simulation import SimulationParameters, simulate_cascade
+from ctd_stats.cascade.simulation import SimulationParameters, simulate_cascade
 
 # --------------------------------------------------------------------------------------------
 # signals and settings
@@ -201,7 +201,7 @@ def test_ctd_never_worse_than_probe_only_on_its_opt_risk() -> None:
 def test_ctd_opt_risk_matches_direct_computation() -> None:
     t = _cal(300, 3)
     c = calibrate_ctd(dv=t.dv, probe=t.probe, expert=t.expert, labels=t.labels, alpha=0.3)
-    from ctd_stats.pareto import split_indices
+    from ctd_stats.splits import split_indices
 
     opt = split_indices(t.n, first_fraction=0.3, seed=42).first
     for j in (0, 17, 50, 99):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from ctd_stats._validation import FloatArray
-from ctd_stats.eprocess import (
+from ctd_stats.online.eprocess import (
     ChangePointModel,
     EProcessMonitor,
     EValuatorModel,
@@ -28,8 +28,8 @@ from ctd_stats.eprocess import (
     randomized_ville_threshold,
     ville_threshold,
 )
-from ctd_stats.monitors import NO_ALARM
-from ctd_stats.trajectories import Trajectories, load_verifier_scores
+from ctd_stats.online.monitors import NO_ALARM
+from ctd_stats.online.trajectories import Trajectories, load_verifier_scores
 
 DATA_DIR = os.environ.get("CTD_STATS_DATA_DIR")
 needs_data = pytest.mark.skipif(

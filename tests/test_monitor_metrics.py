@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctd_stats._validation import FloatArray, IntArray
-from ctd_stats.alarm_calibration import crc_thresholds
-from ctd_stats.monitor_metrics import (
+from ctd_stats.online.alarm_calibration import crc_thresholds
+from ctd_stats.online.monitor_metrics import (
     aggregate,
     crc_method,
     default_methods,
@@ -22,8 +22,8 @@ from ctd_stats.monitor_metrics import (
     split_by_trajectory,
     ucb_method,
 )
-from ctd_stats.monitors import NO_ALARM, first_alarm_steps
-from ctd_stats.trajectories import Trajectories, load_verifier_scores
+from ctd_stats.online.monitors import NO_ALARM, first_alarm_steps
+from ctd_stats.online.trajectories import Trajectories, load_verifier_scores
 
 DATA_DIR = os.environ.get("CTD_STATS_DATA_DIR")
 needs_data = pytest.mark.skipif(

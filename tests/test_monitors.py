@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctd_stats.monitors import (
+from ctd_stats.online.monitors import (
     NO_ALARM,
     ThresholdMonitor,
     alarm_counts,
@@ -19,7 +19,7 @@ from ctd_stats.monitors import (
     first_alarm_steps,
     running_minima,
 )
-from ctd_stats.trajectories import Trajectories
+from ctd_stats.online.trajectories import Trajectories
 
 # Scores on a coarse grid so that ties with the thresholds actually happen.
 score = st.integers(0, 10).map(lambda k: k / 10)

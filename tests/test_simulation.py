@@ -1,11 +1,11 @@
-"""Tests of ctd_stats.simulation: the simulator does what its parameters say."""
+"""Tests of ctd_stats.cascade.simulation: the simulator does what its parameters say."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ctd_stats.simulation import SimulationParameters, simulate_cascade
+from ctd_stats.cascade.simulation import SimulationParameters, simulate_cascade
 
 
 def _within(observed: float, expected: float, n: int) -> bool:

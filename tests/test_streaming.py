@@ -1,4 +1,4 @@
-"""Tests of ctd_stats.streaming: the one-at-a-time Delegator and the budget e-process monitor."""
+"""Tests of ctd_stats.cascade.streaming: the one-at-a-time Delegator and the budget monitor."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ctd_stats.delegation import calibrate_budget_only, calibrate_ctd, calibrate_uncertainty
-from ctd_stats.simulation import simulate_cascade
-from ctd_stats.streaming import (
+from ctd_stats.cascade.delegation import calibrate_budget_only, calibrate_ctd, calibrate_uncertainty
+from ctd_stats.cascade.simulation import simulate_cascade
+from ctd_stats.cascade.streaming import (
     BudgetMonitor,
     Delegator,
     budget_log_eprocess,

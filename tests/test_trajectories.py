@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctd_stats.trajectories import Trajectories, load_verifier_scores
+from ctd_stats.online.trajectories import Trajectories, load_verifier_scores
 
 DATA_DIR = os.environ.get("CTD_STATS_DATA_DIR")
 needs_data = pytest.mark.skipif(

@@ -48,7 +48,7 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import (
+from .._validation import (
     BoolArray,
     FloatArray,
     IntArray,
@@ -60,7 +60,10 @@ from ._validation import (
     check_positive_int,
     check_sorted,
 )
-from .cascade import (
+from ..ltt import learn_then_test
+from ..pareto import pareto_front, pareto_test
+from ..splits import split_indices
+from .metrics import (
     MERGES,
     CascadeMetrics,
     CascadeTable,
@@ -69,8 +72,6 @@ from .cascade import (
     evaluate_cascade,
     evaluate_cascades,
 )
-from .ltt import learn_then_test
-from .pareto import pareto_front, pareto_test, split_indices
 
 __all__ = [
     "METHOD_NAMES",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import (
+from .._validation import (
     BoolArray,
     FloatArray,
     IntArray,
@@ -33,7 +33,7 @@ from ._validation import (
     as_int_array,
     check_same_length,
 )
-from .datasets import data_path
+from ..datasets import data_path
 
 __all__ = [
     "VERIFIER_SCORE_FILES",

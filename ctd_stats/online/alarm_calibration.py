@@ -35,8 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from . import pvalues as _pv
-from ._validation import (
+from .. import pvalues as _pv
+from .._validation import (
     FloatArray,
     IntArray,
     as_float_array,
@@ -47,7 +47,7 @@ from ._validation import (
     check_positive_int,
     check_sorted,
 )
-from .fwer import fixed_sequence
+from ..fwer import fixed_sequence
 from .trajectories import Trajectories
 
 __all__ = [

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import (
+from .._validation import (
     BoolArray,
     FloatArray,
     IntArray,
@@ -36,9 +36,9 @@ from ._validation import (
     as_float_array,
     check_level,
 )
-from .betting import BET_STRATEGIES, BettingMonitor, BettingState, betting_eprocess
-from .cascade import MERGES, Merge
+from ..online.betting import BET_STRATEGIES, BettingMonitor, BettingState, betting_eprocess
 from .delegation import ThresholdCalibration, check_budget
+from .metrics import MERGES, Merge
 
 __all__ = [
     "BudgetMonitor",

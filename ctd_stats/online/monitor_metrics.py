@@ -27,14 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import alarm_calibration as _ac
-from ._validation import (
+from .._validation import (
     FloatArray,
     IntArray,
     check_level,
     check_levels,
     check_positive_int,
 )
+from ..splits import split_by_trajectory
+from . import alarm_calibration as _ac
 from .eprocess import evaluator_monitor
 from .monitors import NO_ALARM, first_alarm_matrix
 from .trajectories import Trajectories
@@ -51,7 +52,7 @@ __all__ = [
     "evaluator_method",
     "monitor_metrics",
     "run_monitor_experiment",
-    "split_by_trajectory",
+    "split_by_trajectory",  # re-exported from ctd_stats.splits
     "ucb_method",
 ]
 
@@ -196,23 +197,6 @@ def default_methods(*, delta: float = 0.1) -> dict[str, MonitorMethod]:
 
 
 # --------------------------------------------------------------------------- experiment driver
-def split_by_trajectory(
-    n: int, calibration_fraction: float, seed: int
-) -> tuple[IntArray, IntArray]:
-    """(calibration, test) trajectory indices, both sorted (*ref* split of ``unique ids``)."""
-    n = check_positive_int(n, "n", minimum=2)
-    frac = check_level(calibration_fraction, "calibration_fraction")
-    n_cal = int(frac * n)
-    if n_cal < 1 or n_cal >= n:
-        raise ValueError(
-            f"calibration_fraction: {frac} of {n} trajectories leaves an empty calibration or "
-            "test part"
-        )
-    cal = np.sort(np.random.default_rng(seed).choice(n, size=n_cal, replace=False))
-    test = np.setdiff1d(np.arange(n), cal)
-    return cal.astype(np.int64), test.astype(np.int64)
-
-
 @dataclass(frozen=True)
 class ExperimentResult:
     """Metrics per method, split and ε: arrays of shape (n_methods, n_splits, n_eps)."""

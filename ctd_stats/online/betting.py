@@ -33,7 +33,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import FloatArray, IntArray, as_float_array, check_choice, check_level
+from .._validation import FloatArray, IntArray, as_float_array, check_choice, check_level
 
 __all__ = [
     "BET_STRATEGIES",

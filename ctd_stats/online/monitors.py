@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import BoolArray, FloatArray, IntArray, as_float_array
+from .._validation import BoolArray, FloatArray, IntArray, as_float_array
 from .trajectories import Trajectories
 
 __all__ = [

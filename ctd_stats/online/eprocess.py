@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-from ._validation import (
+from .._validation import (
     FloatArray,
     IntArray,
     as_binary_array,

@@ -31,8 +31,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-from ._validation import FloatArray, as_float_array, check_level, check_positive_int
-from .cascade import CascadeTable
+from .._validation import FloatArray, as_float_array, check_level, check_positive_int
+from .metrics import CascadeTable
 
 __all__ = ["SimulationParameters", "simulate_cascade"]
 

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from ._validation import (
+from .._validation import (
     BoolArray,
     FloatArray,
     IntArray,
@@ -40,8 +40,8 @@ from ._validation import (
     check_level,
     check_positive_int,
 )
-from .cascade import MERGES, CascadeTable, Merge
 from .delegation import PERFORMANCE_RISKS, PerformanceRisk, check_budget, threshold_grid
+from .metrics import MERGES, CascadeTable, Merge
 
 __all__ = [
     "VALIDATION_METHODS",

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from ._validation import (
+from .._validation import (
     BoolArray,
     FloatArray,
     IntArray,
