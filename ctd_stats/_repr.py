@@ -1,0 +1,93 @@
+"""Compact, scipy.stats-style reprs for result objects.
+
+A result over a 1,000-point grid must print in a dozen lines, not 47 kB: arrays are summarised
+(shape, dtype, a few values, range or count of True), scalars printed in full. Every result class
+of the package builds its ``__repr__`` from these two helpers so that they all look alike::
+
+    LTTResult(found=False)
+      reason: no grid point certified ...
+      certified: bool[1000], 0 True
+      pvalues: float64[1000] [0.91, 0.93, ..., 1] (min 0.42, max 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["format_value", "result_repr", "summarise_array"]
+
+#: Arrays with at most this many elements are printed in full.
+_FULL = 6
+#: Elements shown at each end of a longer array.
+_EDGE = 3
+
+
+def _fmt_scalar(x: Any) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        return f"{float(x):.4g}"
+    return repr(x)
+
+
+def summarise_array(a: Any) -> str:
+    """One-line summary of an array: ``dtype[shape] values`` with a range or True count.
+
+    Short 1-d arrays (≤ 6 elements) are printed in full; longer ones show the first and last
+    three values. Boolean arrays add the number of True entries, numeric ones min/max over the
+    finite-or-infinite values (NaN ignored).
+    """
+    arr = np.asarray(a)
+    shape = ",".join(str(s) for s in arr.shape)
+    head = f"{arr.dtype.name}[{shape}]"
+    if arr.size == 0:
+        return f"{head} (empty)"
+    flat = arr.ravel()
+    if flat.size <= _FULL:
+        body = "[" + ", ".join(_fmt_scalar(v) for v in flat) + "]"
+    else:
+        left = ", ".join(_fmt_scalar(v) for v in flat[:_EDGE])
+        right = ", ".join(_fmt_scalar(v) for v in flat[-_EDGE:])
+        body = f"[{left}, ..., {right}]"
+    if arr.dtype.kind == "b":
+        return f"{head} {body} ({int(np.count_nonzero(flat))} True)"
+    if arr.dtype.kind in "iuf" and flat.size > _FULL:
+        values = flat[~np.isnan(flat)] if arr.dtype.kind == "f" else flat
+        if values.size:
+            lo, hi = _fmt_scalar(values.min()), _fmt_scalar(values.max())
+            return f"{head} {body} (min {lo}, max {hi})"
+    return f"{head} {body}"
+
+
+def format_value(value: Any) -> str:
+    """Arrays summarised with :func:`summarise_array`, tuples of arrays likewise, scalars short."""
+    if isinstance(value, np.ndarray):
+        return summarise_array(value)
+    if isinstance(value, (list, tuple)) and len(value) > _FULL:
+        return summarise_array(np.asarray(value)) if _numeric(value) else f"<{len(value)} items>"
+    if isinstance(value, str):
+        return value  # reasons and names read better unquoted
+    if isinstance(value, float):
+        return _fmt_scalar(value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _numeric(values: Iterable[Any]) -> bool:
+    return all(isinstance(v, (bool, int, float, np.generic)) for v in values)
+
+
+def result_repr(name: str, headline: str, lines: Iterable[tuple[str, Any]]) -> str:
+    """``Name(headline)`` then one indented ``key: value`` line per entry, values summarised.
+
+    ``headline`` is the most important fact, e.g. ``"found=False"`` or ``"found=True, index=3"``;
+    put ``reason`` / ``min_n`` first in ``lines`` when nothing was found so the repr leads with it.
+    Entries whose value is ``None`` are skipped.
+    """
+    body = [f"  {key}: {format_value(value)}" for key, value in lines if value is not None]
+    return "\n".join([f"{name}({headline})", *body])
