@@ -14,6 +14,14 @@ pass, and the forward pass stops (an internal exception raised by the hook) once
 requested layer has been captured, so the model is effectively truncated there. Batches are formed
 after sorting the examples by length (less padding, right-padded, attention-masked), under
 ``torch.inference_mode``, with a tqdm bar.
+
+At scale (:func:`extract_sharded`), rows are cut into store shards of ``shard_size`` consecutive
+rows; each shard is batched by length on its own, so its activations do not depend on which
+process computes it. The shards not yet stored are assigned to the ranks of a data-parallel run
+(:mod:`probes.distributed`; Li et al. 2020, "PyTorch Distributed", §3) balanced by their token
+counts; every rank writes its own shards into one :class:`~probes.store.ActivationStore`, and rank
+0 writes the manifest after a barrier. The stored result equals that of a one-process run (bitwise
+on CPU with the same thread count), and a killed run resumes after its last committed shards.
 """
 
 from __future__ import annotations
@@ -34,15 +42,20 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from .data import Message
+from .distributed import Topology, assign_balanced, current
 from .store import ActivationStore, StoreMeta
 
 __all__ = [
     "ExtractionResult",
+    "ExtractionRun",
     "conversations_hash",
     "encode_conversations",
     "extract_activations",
+    "extract_sharded",
     "extract_to_store",
+    "pool_token_ids",
     "residual_norm_modules",
+    "shard_ranges",
 ]
 
 Conversation = Sequence[Message] | str
@@ -64,6 +77,30 @@ class ExtractionResult:
     @property
     def tokens_per_second(self) -> float:
         return float(self.n_tokens.sum()) / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class ExtractionRun:
+    """What one rank of :func:`extract_sharded` did, and whether the store is complete.
+
+    ``shards_computed``/``tokens``/``seconds`` count this rank's own work in this call;
+    ``complete`` is the state after the final barrier (as seen by rank 0, broadcast).
+    """
+
+    directory: str
+    meta: StoreMeta
+    rank: int
+    world_size: int
+    n_examples: int
+    shards_total: int
+    shards_computed: int
+    tokens: int
+    seconds: float
+    complete: bool
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
 
 
 def residual_norm_modules(model: PreTrainedModel) -> list[torch.nn.Module]:
@@ -150,7 +187,8 @@ def _pool_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size: must be positive, got {batch_size!r}")
     mods = residual_norm_modules(model)
-    device = next(model.parameters()).device
+    emb: Any = model.get_input_embeddings()
+    device: torch.device = emb.weight.device
     hidden = int(model.config.hidden_size)
     out = np.zeros((len(token_ids), len(layers), hidden), dtype=np.float32)
     captured: dict[int, torch.Tensor] = {}
@@ -196,6 +234,34 @@ def _pool_batches(
     return out
 
 
+def pool_token_ids(
+    model: PreTrainedModel,
+    token_ids: Sequence[Sequence[int]],
+    *,
+    layers: Sequence[int],
+    pad_id: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> NDArray[np.float32]:
+    """Mean-pooled layer activations of tokenised inputs (as :func:`extract_activations`).
+
+    Returns ``(len(token_ids), len(layers), hidden)`` float32; empty inputs are refused.
+    """
+    lays = _check_layers(model, layers)
+    for i, seq in enumerate(token_ids):
+        if len(seq) == 0:
+            raise ValueError(f"token_ids[{i}]: empty")
+    return _pool_batches(
+        model,
+        token_ids,
+        lays,
+        batch_size=batch_size,
+        pad_id=int(pad_id),
+        progress=progress,
+        desc="activations",
+    )
+
+
 def extract_activations(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -225,6 +291,124 @@ def extract_activations(
     return ExtractionResult(activations=acts, layers=lays, n_tokens=n_tokens, seconds=seconds)
 
 
+def shard_ranges(n_examples: int, shard_size: int) -> list[tuple[int, int]]:
+    """Row ranges ``[start, stop)`` of the store shards: ``shard_size`` consecutive rows each."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size: must be positive, got {shard_size!r}")
+    if n_examples < 0:
+        raise ValueError(f"n_examples: must be non-negative, got {n_examples!r}")
+    return [(a, min(a + shard_size, n_examples)) for a in range(0, n_examples, shard_size)]
+
+
+def extract_sharded(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Conversation],
+    directory: str | os.PathLike[str],
+    *,
+    layers: Sequence[int],
+    model_name: str,
+    model_hash: str,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    shard_size: int = 256,
+    dtype: str = "float32",
+    progress: bool = True,
+    topology: Topology | None = None,
+) -> ExtractionRun:
+    """Extract into an :class:`ActivationStore`, data-parallel over the ranks of ``topology``.
+
+    Every rank calls this with the same arguments (``topology`` defaults to
+    :func:`probes.distributed.current`). Shards already committed in ``directory`` are skipped;
+    the rest are tokenised and assigned to ranks by token count (longest-processing-time rule),
+    each rank writes its shards, and rank 0 writes the manifest once every rank is done.
+    Returns this rank's :class:`ExtractionRun`; the activations are read with
+    ``ActivationStore(directory, meta).load()`` or :func:`extract_to_store`.
+    """
+    topo = topology if topology is not None else current()
+    if topo.world_size > 1 and not topo.distributed:
+        raise ValueError("topology: world_size > 1 needs an initialised torch.distributed group")
+    ranges = shard_ranges(len(conversations), shard_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be positive, got {batch_size!r}")
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens: must be a positive integer or None, got {max_tokens!r}")
+    lays = _check_layers(model, layers)
+    meta = StoreMeta(
+        model=model_name,
+        model_hash=model_hash,
+        layers=lays,
+        pooling="mean",
+        dtype=dtype,
+        max_tokens=max_tokens,
+        dataset_hash=conversations_hash(conversations),
+        n_examples=len(conversations),
+        hidden_size=int(model.config.hidden_size),
+    )
+    # Rank 0 creates (or checks) the store before the others open it; it alone decides which
+    # shards are still to do, so that every rank plans from the same state.
+    store = ActivationStore(directory, meta) if topo.is_main else None
+    topo.barrier()
+    if store is None:
+        store = ActivationStore(directory, meta, create=False)
+    todo_local = [k for k, (a, b) in enumerate(ranges) if not store.has(a, b)]
+    todo: list[int] = topo.broadcast(todo_local) if topo.world_size > 1 else todo_local
+    # Tokenise a strided share of the shards to learn their costs, then balance by tokens.
+    encoded: dict[int, list[list[int]]] = {}
+
+    def encode(k: int) -> list[list[int]]:
+        if k not in encoded:
+            a, b = ranges[k]
+            encoded[k] = encode_conversations(tokenizer, conversations[a:b], max_tokens=max_tokens)
+        return encoded[k]
+
+    share = todo[topo.rank :: topo.world_size]
+    local_costs = {k: sum(len(t) for t in encode(k)) for k in share}
+    costs: dict[int, int] = {}
+    for part in topo.all_gather(local_costs) if topo.world_size > 1 else [local_costs]:
+        costs.update(part)
+    plan = assign_balanced([costs[k] for k in todo], topo.world_size)
+    mine = [todo[j] for j in plan[topo.rank]]
+    for k in list(encoded):
+        if k not in mine:
+            del encoded[k]
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    tokens = 0
+    seconds = 0.0
+    desc = "shards" if topo.world_size == 1 else f"shards (rank {topo.rank})"
+    for k in tqdm(mine, desc=desc, disable=not progress, unit="shard"):
+        chunk = encode(k)
+        t0 = time.perf_counter()
+        block = _pool_batches(
+            model, chunk, lays, batch_size=batch_size, pad_id=pad, progress=False, desc="batch"
+        )
+        seconds += time.perf_counter() - t0
+        tokens += sum(len(t) for t in chunk)
+        store.write_shard(ranges[k][0], block)
+        del encoded[k]
+    topo.barrier()
+    complete = store.finalize() if topo.is_main else False
+    if topo.world_size > 1:
+        complete = bool(topo.broadcast(complete))
+    if not complete:
+        raise RuntimeError(
+            f"directory: store {directory} is incomplete after extraction "
+            f"({store.n_done}/{len(conversations)} rows); a rank failed to write its shards"
+        )
+    return ExtractionRun(
+        directory=str(directory),
+        meta=meta,
+        rank=topo.rank,
+        world_size=topo.world_size,
+        n_examples=len(conversations),
+        shards_total=len(ranges),
+        shards_computed=len(mine),
+        tokens=tokens,
+        seconds=seconds,
+        complete=complete,
+    )
+
+
 def extract_to_store(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -239,40 +423,27 @@ def extract_to_store(
     shard_size: int = 256,
     dtype: str = "float32",
     progress: bool = True,
+    topology: Topology | None = None,
 ) -> tuple[NDArray[Any], float]:
-    """Extract into an :class:`ActivationStore`, resuming after its last complete shard.
+    """Extract into an :class:`ActivationStore`, resuming after its committed shards.
 
     Returns the full array ``(n, len(layers), hidden)`` and the tokens/second of the shards
-    computed in this call (NaN when everything was already stored).
+    computed in this call by this rank (NaN when everything was already stored). See
+    :func:`extract_sharded` for the data-parallel case (``topology``).
     """
-    if shard_size < 1:
-        raise ValueError(f"shard_size: must be positive, got {shard_size!r}")
-    lays = _check_layers(model, layers)
-    meta = StoreMeta(
-        model=model_name,
+    run = extract_sharded(
+        model,
+        tokenizer,
+        conversations,
+        directory,
+        layers=layers,
+        model_name=model_name,
         model_hash=model_hash,
-        layers=lays,
-        pooling="mean",
-        dtype=dtype,
         max_tokens=max_tokens,
-        dataset_hash=conversations_hash(conversations),
-        n_examples=len(conversations),
-        hidden_size=int(model.config.hidden_size),
+        batch_size=batch_size,
+        shard_size=shard_size,
+        dtype=dtype,
+        progress=progress,
+        topology=topology,
     )
-    store = ActivationStore(directory, meta)
-    token_ids = encode_conversations(tokenizer, conversations, max_tokens=max_tokens)
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    tokens = 0
-    seconds = 0.0
-    starts = range(store.n_done, len(token_ids), shard_size)
-    for start in tqdm(starts, desc="shards", disable=not progress, unit="shard"):
-        chunk = token_ids[start : start + shard_size]
-        t0 = time.perf_counter()
-        block = _pool_batches(
-            model, chunk, lays, batch_size=batch_size, pad_id=pad, progress=False, desc="batch"
-        )
-        seconds += time.perf_counter() - t0
-        tokens += sum(len(t) for t in chunk)
-        store.append(block)
-    tps = tokens / seconds if seconds > 0 else float("nan")
-    return store.load(), tps
+    return ActivationStore(directory, run.meta, create=False).load(), run.tokens_per_second

@@ -1,23 +1,42 @@
-"""On-disk activation store: numbered ``.npy`` shards plus a JSON manifest.
+"""On-disk activation store: ``.npy`` shards, one commit record per shard, and a JSON manifest.
 
 The manifest records what the activations are (:class:`StoreMeta`: model, model file hash or
 revision, layers, pooling, dtype, token limit, dataset hash, number of examples, hidden size) and,
-for every complete shard, its row range and sha256. Each shard and each manifest update is written
-to a temporary file and renamed into place (``os.replace`` is atomic), so an interrupted
-extraction leaves at worst an orphan temporary file; re-opening the store with the same metadata
-resumes after the last shard listed in the manifest.
+once the store is finalised, every shard's row range and sha256.
 
-Opening a store whose manifest disagrees with the requested metadata, or reading a shard whose
-sha256 or shape differs from the manifest, raises ``ValueError`` with the reason.
+Writes are crash-safe, so that a process killed at any instant (``SIGKILL``, power loss of one
+rank) never leaves a file that is later read as data:
+
+* every file (shard, record, manifest) is written to a temporary ``.tmp-*`` name, flushed with
+  ``fsync`` and renamed into place (``os.replace`` is atomic); temporary files are never read;
+* a shard ``shard-<start>-<stop>.npy`` counts only once its *commit record*
+  ``shard-<start>-<stop>.json`` (row range, shape, sha256) exists; the record is written after the
+  shard, so a shard without a record (killed in between) is ignored and recomputed, and a record
+  that does not parse is ignored likewise;
+* every read checks the shard's sha256 and shape against its record: a mismatch (a torn or
+  tampered file) raises ``ValueError``, it is never returned as activations.
+
+Several processes (the ranks of a data-parallel run, :mod:`probes.distributed`) can write disjoint
+shards of one store at the same time: each writes only its own shards and records, and one process
+(rank 0) writes the manifest with :meth:`ActivationStore.finalize` once all are done. Re-opening a
+store with the same metadata resumes: :meth:`ActivationStore.has` tells which row ranges are done.
+
+Opening a store whose manifest disagrees with the requested metadata raises ``ValueError`` with
+the differing fields. Stores written by the earlier single-process format (manifest format 1,
+``shard-00000.npy`` names) are read unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import re
+import signal
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +44,30 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ctd_stats.datasets import sha256_of
-
-__all__ = ["MANIFEST_NAME", "ActivationStore", "StoreMeta"]
+__all__ = ["FAILPOINT_ENV", "MANIFEST_NAME", "ActivationStore", "StoreMeta"]
 
 MANIFEST_NAME = "manifest.json"
-_FORMAT = 1
+#: Fault injection for the crash tests: ``"<site>:<n>"`` sends ``SIGKILL`` to this process at the
+#: ``n``-th (1-based) time it reaches ``site`` (``write``: half of a shard's temporary file written;
+#: ``shard``: shard renamed into place, record not yet written; ``record``: record written).
+FAILPOINT_ENV = "CTD_PROBES_FAILPOINT"
+_FORMAT = 2
+_READ_FORMATS = (1, 2)
 _DTYPES = ("float16", "float32")
+_RECORD = re.compile(r"^shard-(\d+)-(\d+)\.json$")
+_hits: dict[str, int] = {}
+
+
+def _failpoint(site: str) -> None:
+    spec = os.environ.get(FAILPOINT_ENV)
+    if not spec:
+        return
+    want, _, count = spec.partition(":")
+    if want != site:
+        return
+    _hits[site] = _hits.get(site, 0) + 1
+    if _hits[site] == int(count or "1"):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -68,35 +104,66 @@ class StoreMeta:
         return cls(**data)
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+def _atomic_write_bytes(path: Path, payload: bytes, *, site: str | None = None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+            if site is not None:
+                half = len(payload) // 2
+                fh.write(payload[:half])
+                fh.flush()
+                _failpoint("write")
+                fh.write(payload[half:])
+            else:
+                fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if site is not None:
+        _failpoint(site)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class ActivationStore:
-    """Sharded pooled activations of shape ``(n_examples, len(layers), hidden_size)``."""
+    """Sharded pooled activations of shape ``(n_examples, len(layers), hidden_size)``.
 
-    def __init__(self, directory: str | os.PathLike[str], meta: StoreMeta) -> None:
+    ``create=False`` opens an existing store only (the non-zero ranks of a distributed run, which
+    open it after rank 0 created it).
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], meta: StoreMeta, *, create: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.meta = meta
-        self.directory.mkdir(parents=True, exist_ok=True)
         manifest = self.directory / MANIFEST_NAME
+        if not manifest.is_file() and not create:
+            raise ValueError(f"directory: {self.directory} holds no store ({MANIFEST_NAME})")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._listed: list[dict[str, Any]] = []
         if manifest.is_file():
             try:
                 data = json.loads(manifest.read_text(encoding="utf-8"))
                 found = StoreMeta.from_json(data["meta"])
-                shards = list(data["shards"])
+                self._listed = [dict(s) for s in data["shards"]]
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"store {self.directory}: unreadable manifest ({exc})") from None
-            if data.get("format") != _FORMAT:
+            if data.get("format") not in _READ_FORMATS:
                 raise ValueError(f"store {self.directory}: unknown format {data.get('format')!r}")
             if found != meta:
                 diff = {
@@ -108,28 +175,77 @@ class ActivationStore:
                     f"store {self.directory}: holds different activations (stored vs requested: "
                     f"{diff}); use another directory or delete this one"
                 )
-            self._shards: list[dict[str, Any]] = shards
         else:
-            self._shards = []
-            self._write_manifest()
+            self._write_manifest([])
+        self._records: dict[tuple[int, int], dict[str, Any]] = {}
+        self.refresh()
+
+    # ----------------------------------------------------------------------------- bookkeeping
+    def refresh(self) -> None:
+        """Re-read the commit records on disk (those written by other processes too)."""
+        records: dict[tuple[int, int], dict[str, Any]] = {}
+        for rec in self._listed:
+            records[(int(rec["start"]), int(rec["stop"]))] = rec
+        for path in sorted(self.directory.glob("shard-*.json")):
+            m = _RECORD.match(path.name)
+            if m is None:
+                continue
+            try:
+                rec = json.loads(path.read_text(encoding="utf-8"))
+                key = (int(rec["start"]), int(rec["stop"]))
+                ok = key == (int(m.group(1)), int(m.group(2))) and isinstance(rec["sha256"], str)
+            except (ValueError, KeyError, TypeError):
+                continue  # not a committed record: the shard is recomputed
+            if ok and (self.directory / str(rec["file"])).is_file():
+                records[key] = rec
+        self._records = records
+
+    @property
+    def shards(self) -> list[dict[str, Any]]:
+        """Commit records of the shards covering rows ``0 .. n_done`` (in row order)."""
+        by_start: dict[int, dict[str, Any]] = {}
+        for (start, stop), rec in sorted(self._records.items()):
+            best = by_start.get(start)
+            if best is None or int(best["stop"]) < stop:
+                by_start[start] = rec
+        out: list[dict[str, Any]] = []
+        pos = 0
+        while pos in by_start and int(by_start[pos]["stop"]) > pos:
+            out.append(by_start[pos])
+            pos = int(by_start[pos]["stop"])
+        return out
+
+    def has(self, start: int, stop: int) -> bool:
+        """Whether rows ``start:stop`` are stored as one committed shard."""
+        return (int(start), int(stop)) in self._records
 
     @property
     def n_done(self) -> int:
-        """Rows held by complete shards."""
-        return int(self._shards[-1]["stop"]) if self._shards else 0
+        """Rows held by committed shards, counted from row 0 without a gap."""
+        chain = self.shards
+        return int(chain[-1]["stop"]) if chain else 0
 
     @property
     def complete(self) -> bool:
         return self.n_done == self.meta.n_examples
 
-    def _write_manifest(self) -> None:
-        payload = {"format": _FORMAT, "meta": self.meta.to_json(), "shards": self._shards}
+    def _write_manifest(self, shards: Sequence[dict[str, Any]]) -> None:
+        payload = {"format": _FORMAT, "meta": self.meta.to_json(), "shards": list(shards)}
         _atomic_write_bytes(
             self.directory / MANIFEST_NAME, json.dumps(payload, indent=1).encode("utf-8")
         )
 
-    def append(self, block: NDArray[Any]) -> None:
-        """Write the next rows as one shard (atomic), then record it in the manifest (atomic)."""
+    def finalize(self) -> bool:
+        """Write the manifest listing the shards that cover the rows; returns :attr:`complete`."""
+        self.refresh()
+        chain = self.shards
+        self._write_manifest(chain)
+        self._listed = chain
+        _fsync_dir(self.directory)
+        return self.complete
+
+    # ----------------------------------------------------------------------------- writing
+    def _check_block(self, block: NDArray[Any]) -> NDArray[Any]:
         arr = np.asarray(block)
         shape = (len(self.meta.layers), self.meta.hidden_size)
         if arr.ndim != 3 or arr.shape[1:] != shape:
@@ -138,20 +254,64 @@ class ActivationStore:
             )
         if not np.isfinite(arr).all():
             raise ValueError("block: contains NaN or infinite activations")
-        start = self.n_done
-        stop = start + arr.shape[0]
+        return arr
+
+    def write_shard(self, start: int, block: NDArray[Any]) -> dict[str, Any]:
+        """Store ``block`` as rows ``start:start+len(block)``: shard, then its commit record.
+
+        Safe to call from several processes for disjoint row ranges; rewriting a range replaces
+        its shard atomically.
+        """
+        arr = self._check_block(block)
+        if start < 0:
+            raise ValueError(f"start: must be non-negative, got {start!r}")
+        stop = int(start) + arr.shape[0]
         if stop > self.meta.n_examples:
             raise ValueError(f"block: {stop} rows would exceed n_examples={self.meta.n_examples}")
         arr = arr.astype(self.meta.dtype)
-        name = f"shard-{len(self._shards):05d}.npy"
-        with tempfile.SpooledTemporaryFile() as buf:
-            np.save(buf, arr, allow_pickle=False)
-            buf.seek(0)
-            payload = buf.read()
-        _atomic_write_bytes(self.directory / name, payload)
-        digest = hashlib.sha256(payload).hexdigest()
-        self._shards.append({"file": name, "start": start, "stop": stop, "sha256": digest})
-        self._write_manifest()
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        payload = buf.getvalue()
+        stem = f"shard-{int(start):010d}-{stop:010d}"
+        _atomic_write_bytes(self.directory / f"{stem}.npy", payload, site="shard")
+        record = {
+            "file": f"{stem}.npy",
+            "start": int(start),
+            "stop": stop,
+            "shape": list(arr.shape),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        _atomic_write_bytes(
+            self.directory / f"{stem}.json", json.dumps(record).encode("utf-8"), site="record"
+        )
+        self._records[(int(start), stop)] = record
+        return record
+
+    def append(self, block: NDArray[Any]) -> None:
+        """Write the next rows (after :attr:`n_done`) as one shard and update the manifest."""
+        self.write_shard(self.n_done, block)
+        self.finalize()
+
+    # ----------------------------------------------------------------------------- reading
+    def read_shard(self, record: dict[str, Any]) -> NDArray[Any]:
+        """One shard's rows, checked against the sha256 and shape of its record."""
+        path = self.directory / str(record["file"])
+        if not path.is_file():
+            raise ValueError(f"store {self.directory}: shard {record['file']} is missing")
+        payload = path.read_bytes()  # hash and parse the same bytes
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != record["sha256"]:
+            raise ValueError(
+                f"store {self.directory}: shard {record['file']} is corrupt or tampered with "
+                f"(sha256 {actual}, record says {record['sha256']})"
+            )
+        arr: NDArray[Any] = np.load(io.BytesIO(payload), allow_pickle=False)
+        rows = int(record["stop"]) - int(record["start"])
+        if arr.shape != (rows, len(self.meta.layers), self.meta.hidden_size):
+            raise ValueError(
+                f"store {self.directory}: shard {record['file']} has shape {arr.shape}"
+            )
+        return arr
 
     def load(self, *, allow_partial: bool = False) -> NDArray[Any]:
         """All stored rows, every shard checked against its recorded sha256 and shape."""
@@ -159,24 +319,7 @@ class ActivationStore:
             raise ValueError(
                 f"store {self.directory}: incomplete ({self.n_done}/{self.meta.n_examples} rows)"
             )
-        parts = []
-        for shard in self._shards:
-            path = self.directory / shard["file"]
-            if not path.is_file():
-                raise ValueError(f"store {self.directory}: shard {shard['file']} is missing")
-            actual = sha256_of(path)
-            if actual != shard["sha256"]:
-                raise ValueError(
-                    f"store {self.directory}: shard {shard['file']} is corrupt or tampered with "
-                    f"(sha256 {actual}, manifest says {shard['sha256']})"
-                )
-            arr = np.load(path, allow_pickle=False)
-            rows = int(shard["stop"]) - int(shard["start"])
-            if arr.shape != (rows, len(self.meta.layers), self.meta.hidden_size):
-                raise ValueError(
-                    f"store {self.directory}: shard {shard['file']} has shape {arr.shape}"
-                )
-            parts.append(arr)
+        parts = [self.read_shard(rec) for rec in self.shards]
         if not parts:
             return np.zeros((0, len(self.meta.layers), self.meta.hidden_size), self.meta.dtype)
         return np.concatenate(parts, axis=0)

@@ -37,29 +37,30 @@ def test_kill_and_resume_equals_uninterrupted(setup, tmp_path, monkeypatch):  # 
     assert full.shape == (len(TEXTS), 2, 32)
 
     calls = {"n": 0}
-    original = ActivationStore.append
+    original = ActivationStore.write_shard
 
-    def dying_append(self, block):  # type: ignore[no-untyped-def]
+    def dying_write(self, start, block):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed while writing the third shard
-        original(self, block)
+            raise KeyboardInterrupt  # interrupted while writing the third shard
+        return original(self, start, block)
 
-    monkeypatch.setattr(ActivationStore, "append", dying_append)
+    monkeypatch.setattr(ActivationStore, "write_shard", dying_write)
     with pytest.raises(KeyboardInterrupt):
         extract_to_store(model, tok, TEXTS, tmp_path / "b", **KW)
-    monkeypatch.setattr(ActivationStore, "append", original)
+    monkeypatch.setattr(ActivationStore, "write_shard", original)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert len(manifest["shards"]) == 2
+    assert manifest["shards"] == []  # not finalised: the commit records are the truth
+    assert len(list((tmp_path / "b").glob("shard-*.json"))) == 2
     (tmp_path / "b" / ".tmp-leftover").write_bytes(b"half a shard")  # a torn temporary write
 
     seen: list[int] = []
 
-    def counting_append(self, block):  # type: ignore[no-untyped-def]
+    def counting_write(self, start, block):  # type: ignore[no-untyped-def]
         seen.append(len(block))
-        original(self, block)
+        return original(self, start, block)
 
-    monkeypatch.setattr(ActivationStore, "append", counting_append)
+    monkeypatch.setattr(ActivationStore, "write_shard", counting_write)
     resumed, _ = extract_to_store(model, tok, TEXTS, tmp_path / "b", **KW)
     assert sum(seen) == len(TEXTS) - 4  # only the missing rows were computed
     np.testing.assert_array_equal(resumed, full)
@@ -68,7 +69,7 @@ def test_kill_and_resume_equals_uninterrupted(setup, tmp_path, monkeypatch):  # 
 def test_tampered_shard_is_detected(setup, tmp_path):  # type: ignore[no-untyped-def]
     model, tok = setup
     extract_to_store(model, tok, TEXTS, tmp_path, **KW)
-    shard = tmp_path / "shard-00001.npy"
+    shard = tmp_path / "shard-0000000002-0000000004.npy"
     data = bytearray(shard.read_bytes())
     data[-3] ^= 0xFF
     shard.write_bytes(bytes(data))
