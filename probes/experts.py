@@ -17,6 +17,7 @@ computed only where needed (``logits_to_keep``), which matters for large vocabul
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +138,123 @@ def _p_high(ll_high: float, ll_low: float) -> float:
     return float(eh / (eh + el))
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One conversation ready to score: tokens after the shared base, and the two suffixes."""
+
+    index: int
+    start: int  # length of the shared base cache it continues (0: no base)
+    prefix: list[int]  # template tokens from ``start`` up to the first differing token
+    suffixes: tuple[list[int], list[int]]  # (high, low) tokens from the first differing one
+
+
+def _sliding_window(model: PreTrainedModel) -> int | None:
+    """The attention window of sliding-window layers, or None when the model has none."""
+    cfg: Any = model.config
+    if hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    window = getattr(cfg, "sliding_window", None)
+    if window is None or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and not any("sliding" in str(t) for t in types):
+        return None
+    return int(window)
+
+
+def _cache_kwarg(model: PreTrainedModel) -> str:
+    """The forward keyword for a KV cache: ``cache`` (newer transformers) or ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _out_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _continue(
+    model: PreTrainedModel,
+    cache: Any,
+    mask: torch.Tensor,
+    last_pos: torch.Tensor,
+    suffixes: Sequence[Sequence[int]],
+    pad_id: int,
+) -> list[float]:
+    """Summed log-probs of ``suffix[1:]`` per row, continuing ``cache`` (right-padded inputs)."""
+    device = mask.device
+    width = max(len(s) for s in suffixes) - 1
+    rows = len(suffixes)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    tgt = torch.zeros((rows, width), dtype=torch.long)
+    valid = torch.zeros((rows, width), dtype=torch.bool)
+    for r, s in enumerate(suffixes):
+        n = len(s) - 1
+        if n > 0:
+            ids[r, :n] = torch.tensor(s[:-1], dtype=torch.long)
+            tgt[r, :n] = torch.tensor(s[1:], dtype=torch.long)
+            valid[r, :n] = True
+    ids, tgt, valid = ids.to(device), tgt.to(device), valid.to(device)
+    steps = torch.arange(1, width + 1, device=device).unsqueeze(0)
+    out = model(
+        input_ids=ids,
+        attention_mask=torch.cat([mask, valid.long()], dim=1),
+        position_ids=last_pos.unsqueeze(1) + steps,
+        use_cache=True,
+        **{_cache_kwarg(model): cache},
+    )
+    logits = out.logits.float()
+    picked = logits.gather(2, tgt.unsqueeze(2)).squeeze(2) - torch.logsumexp(logits, dim=2)
+    return [float(v) for v in (picked * valid).sum(dim=1).cpu()]
+
+
+def _score_batch(
+    model: PreTrainedModel,
+    items: Sequence[_Item],
+    base_cache: Any,
+    pad_id: int,
+    device: torch.device,
+) -> list[tuple[float, float]]:
+    """(ll_high, ll_low) per item: one left-padded prefix pass, then both completions."""
+    start = items[0].start
+    rows = len(items)
+    width = max(len(it.prefix) for it in items)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for r, it in enumerate(items):
+        ids[r, width - len(it.prefix) :] = torch.tensor(it.prefix, dtype=torch.long)
+        mask[r, width - len(it.prefix) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    # Left padding: every row's last position is real, so one kept logit per row suffices, and
+    # explicit position ids make each row's positions those of its unpadded sequence.
+    pos = start + (mask.cumsum(dim=1) - 1).clamp_min(0)
+    cache = None
+    if start > 0:
+        cache = copy.deepcopy(base_cache)
+        cache.batch_repeat_interleave(rows)
+        mask = torch.cat([torch.ones((rows, start), dtype=torch.long, device=device), mask], 1)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+        **({} if cache is None else {_cache_kwarg(model): cache}),
+    )
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    last_pos = pos[:, -1]
+    totals: list[list[float]] = []
+    for side in (0, 1):
+        suffixes = [it.suffixes[side] for it in items]
+        head = [float(first[r, s[0]]) for r, s in enumerate(suffixes)]
+        if max(len(s) for s in suffixes) > 1:
+            kv = copy.deepcopy(_out_cache(out)) if side == 0 else _out_cache(out)
+            tail = _continue(model, kv, mask, last_pos, suffixes, pad_id)
+            head = [h + t for h, t in zip(head, tail, strict=True)]
+        totals.append(head)
+    return list(zip(totals[0], totals[1], strict=True))
+
+
 def likelihood_continuation(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -145,22 +263,36 @@ def likelihood_continuation(
     prompt: ContinuationPrompt | str = "default",
     max_tokens: int | None = None,
     share_system_prompt: bool = True,
+    batch_size: int = 8,
     progress: bool = True,
 ) -> ExpertScores:
-    """Score every conversation with the likelihood-continuation expert (shared-prefix KV cache).
+    """Score every conversation with the likelihood-continuation expert (McKenzie et al.).
 
-    With ``share_system_prompt`` the template head common to all conversations (system prompt)
-    is run once and its KV cache reused; each conversation then runs its own tokens up to the
-    first differing completion token once, and the two completions continue from that cache.
+    The expert is the "likelihood continuation" LLM baseline of McKenzie et al., used as the
+    costly expert of the calibrate-then-delegate paper. Computation, batched:
+
+    * with ``share_system_prompt`` the template head common to all conversations (system
+      prompt) is run once and its KV cache is reused (expanded to each batch);
+    * conversations are sorted by length and grouped into batches of ``batch_size``; each batch
+      runs its shared-prefix parts (the template up to the first token where the two completions
+      differ) in one *left-padded* forward pass with explicit position ids, keeping only the last
+      position's logits;
+    * both completions then continue from that KV cache (right-padded, a few tokens each).
+
+    Results are returned in input order and equal the unbatched computation (``batch_size=1``)
+    to float tolerance. Models with sliding-window attention whose padded batch would exceed the
+    window are scored one conversation at a time (padding would shift the window).
     """
     import time
 
     cfg = LIKELIHOOD_PROMPTS[prompt] if isinstance(prompt, str) else prompt
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens: must be a positive integer or None, got {max_tokens!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
     device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n = len(conversations)
-    p = np.zeros(n)
     llh = np.zeros(n)
     lll = np.zeros(n)
     ntok = np.zeros(n, dtype=np.int64)
@@ -172,44 +304,46 @@ def likelihood_continuation(
     while n_base < min(len(probe_a), len(probe_b)) and probe_a[n_base] == probe_b[n_base]:
         n_base += 1
     base_ids = probe_a[:n_base]
+    use_base = share_system_prompt and n_base > 0
+    items: list[_Item] = []
+    for i, conv in enumerate(conversations):
+        hi, lo, k = _pair(tokenizer, conv, cfg, max_tokens)
+        start = n_base if use_base and k > n_base and hi[:n_base] == base_ids else 0
+        items.append(_Item(index=i, start=start, prefix=hi[start:k], suffixes=(hi[k:], lo[k:])))
+        ntok[i] = k - start + len(hi) - k + len(lo) - k
+    window = _sliding_window(model)
+    batches: list[list[_Item]] = []
+    for start in sorted({it.start for it in items}):
+        group = sorted((it for it in items if it.start == start), key=lambda it: -len(it.prefix))
+        for j in range(0, len(group), batch_size):
+            batch = group[j : j + batch_size]
+            longest = (
+                start + len(batch[0].prefix) + max(max(len(s) for s in it.suffixes) for it in batch)
+            )
+            if window is not None and longest > window:
+                batches.extend([it] for it in batch)
+            else:
+                batches.append(batch)
     with torch.inference_mode():
         base_cache = None
-        if share_system_prompt and n_base > 0:
+        if use_base and any(it.start > 0 for it in items):
             base_in = torch.tensor([base_ids], dtype=torch.long, device=device)
-            base_cache = model(input_ids=base_in, use_cache=True, logits_to_keep=1).past_key_values
-        for i, conv in enumerate(tqdm(conversations, desc="expert", disable=not progress)):
-            hi, lo, k = _pair(tokenizer, conv, cfg, max_tokens)
-            if base_cache is not None and k > n_base and hi[:n_base] == base_ids:
-                prefix = torch.tensor([hi[n_base:k]], dtype=torch.long, device=device)
-                out = model(
-                    input_ids=prefix,
-                    past_key_values=copy.deepcopy(base_cache),
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                ntok[i] = k - n_base
-            else:
-                prefix = torch.tensor([hi[:k]], dtype=torch.long, device=device)
-                out = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
-                ntok[i] = k
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            lls = []
-            for seq in (hi, lo):
-                suffix = seq[k:]
-                total = float(first[suffix[0]])
-                if len(suffix) > 1:
-                    cache = copy.deepcopy(out.past_key_values)
-                    ids = torch.tensor([suffix[:-1]], dtype=torch.long, device=device)
-                    step = model(input_ids=ids, past_key_values=cache, use_cache=True)
-                    logp = torch.log_softmax(step.logits[0].float(), dim=-1)
-                    tgt = torch.tensor(suffix[1:], dtype=torch.long, device=device)
-                    total += float(logp.gather(1, tgt.unsqueeze(1)).sum())
-                lls.append(total)
-            llh[i], lll[i] = lls
-            p[i] = _p_high(lls[0], lls[1])
-            ntok[i] += len(hi) - k + len(lo) - k
+            base_cache = _out_cache(model(input_ids=base_in, use_cache=True, logits_to_keep=1))
+        bar = tqdm(total=n, desc="expert", disable=not progress)
+        for batch in batches:
+            for it, (h, lw) in zip(
+                batch, _score_batch(model, batch, base_cache, int(pad), device), strict=True
+            ):
+                llh[it.index], lll[it.index] = h, lw
+            bar.update(len(batch))
+        bar.close()
+    p = np.asarray([_p_high(h, lw) for h, lw in zip(llh, lll, strict=True)], dtype=np.float64)
     return ExpertScores(
-        p_high=p, ll_high=llh, ll_low=lll, n_tokens=ntok, seconds=time.perf_counter() - t0
+        p_high=p.reshape(n),
+        ll_high=llh,
+        ll_low=lll,
+        n_tokens=ntok,
+        seconds=time.perf_counter() - t0,
     )
 
 
