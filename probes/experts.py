@@ -1,4 +1,7 @@
-"""LLM experts: the McKenzie et al. "likelihood continuation" scorer (SPEC §6).
+"""LLM experts: the McKenzie et al. (2025) "likelihood continuation" scorer.
+
+This is the expert ``e(x)`` of the calibrate-then-delegate cascade (CTD paper, §2 and the
+experimental setup of §5.1, which follows McKenzie et al.).
 
 The conversation is flattened to text (``ROLE\\ncontent`` blocks separated by blank lines),
 optionally truncated to its first ``max_tokens`` tokens, and put in the user turn after a
@@ -9,9 +12,12 @@ first position where the two token sequences differ, and
 ``P(high) = softmax([ll_low, ll_high])[1]``.
 
 Efficiency: the shared prefix (everything before the first differing token) is run once with a KV
-cache, and both completions continue from that cache, instead of two full passes. Logits are
-computed only where needed (``logits_to_keep``), which matters for large vocabularies (Gemma:
-262k). :func:`naive_likelihood_continuation` is the two-full-passes reference used in the tests.
+cache, and both completions continue from that cache, instead of two full passes. Conversations
+are sorted by length and batched: one left-padded prefix pass per batch (explicit position ids,
+so each row sees the positions of its unpadded sequence), then both completions from the batch's
+cache. Logits are computed only where needed (``logits_to_keep``), which matters for large
+vocabularies (Gemma: 262k). :func:`naive_likelihood_continuation` is the two-full-passes reference
+used in the tests.
 """
 
 from __future__ import annotations
