@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from ctd_stats._streaming import NO_ALARM
 from ctd_stats.online.alarm_calibration import crc_threshold
-from ctd_stats.online.betting import BET_STRATEGIES, BettingMonitor, betting_eprocess
+from ctd_stats.online.betting import BET_STRATEGIES, BettingMonitor, BettingState, betting_eprocess
 from ctd_stats.online.monitors import first_alarm_steps
 
 
@@ -23,28 +24,29 @@ from ctd_stats.online.monitors import first_alarm_steps
     st.floats(0.05, 0.5),
 )
 def test_streaming_equals_vectorised(xs: list[float], strategy: str, eps: float) -> None:
-    mon = BettingMonitor(epsilon=eps, alpha=0.1, strategy=strategy)
+    mon = BettingMonitor(alpha=eps, level=0.1, strategy=strategy)
     state = mon.init()
     log_w, bets = [], []
     for x in xs:
+        bets.append(state.next_bet)
         state, step = mon.update(state, x)
-        log_w.append(step.log_wealth)
-        bets.append(step.bet)
-    path = betting_eprocess(xs, eps, alpha=0.1, strategy=strategy)
+        log_w.append(step.statistic)
+    path = betting_eprocess(xs, eps, level=0.1, strategy=strategy)
     np.testing.assert_array_equal(path.log_wealth, log_w)
     np.testing.assert_array_equal(path.bets, bets)
-    assert int(path.alarm_time) == state.alarm_time
+    expected_alarm = NO_ALARM if state.alarm_step is None else state.alarm_step
+    assert int(path.alarm_step) == expected_alarm
     # bets are in [0, c/eps] and the wealth is the product of the betting factors
     assert np.all((path.bets >= 0) & (path.bets <= 0.5 / eps + 1e-12))
     expected = np.cumsum(np.log1p(path.bets * (np.asarray(xs) - eps)))
     np.testing.assert_allclose(path.log_wealth, expected, rtol=1e-10, atol=1e-12)
     # two streams at once give the same rows
-    both = betting_eprocess(np.vstack([xs, xs]), eps, alpha=0.1, strategy=strategy)
+    both = betting_eprocess(np.vstack([xs, xs]), eps, level=0.1, strategy=strategy)
     np.testing.assert_array_equal(both.log_wealth[1], path.log_wealth)
 
 
 def test_alarm_is_absorbing_and_first_crossing() -> None:
-    mon = BettingMonitor(epsilon=0.1, alpha=0.2, strategy="fixed")
+    mon = BettingMonitor(alpha=0.1, level=0.2, strategy="fixed")
     state = mon.init()
     first = None
     for t in range(40):
@@ -52,10 +54,10 @@ def test_alarm_is_absorbing_and_first_crossing() -> None:
         if step.new_alarm:
             first = t
         if first is not None:
-            assert step.alarm and step.alarm_time == first
-    assert first is not None and state.alarm_time == first
-    path = betting_eprocess([1.0] * 10 + [0.0] * 30, 0.1, alpha=0.2, strategy="fixed")
-    assert int(path.alarm_time) == first
+            assert step.alarm and step.alarm_step == first
+    assert first is not None and state.alarm_step == first
+    path = betting_eprocess([1.0] * 10 + [0.0] * 30, 0.1, level=0.2, strategy="fixed")
+    assert int(path.alarm_step) == first
     assert path.log_wealth[first] >= math.log(5) > path.log_wealth[first - 1]
 
 
@@ -66,8 +68,8 @@ def test_anytime_validity_under_the_null(strategy: str, mean_gap: float) -> None
     rng = np.random.default_rng(100)
     n, horizon, eps, alpha = 2000, 1000, 0.1, 0.05
     x = (rng.uniform(size=(n, horizon)) < eps - mean_gap).astype(float)
-    path = betting_eprocess(x, eps, alpha=alpha, strategy=strategy)
-    assert np.sum(path.alarm_time != -1) <= stats.binom.ppf(1 - 1e-4, n, alpha)
+    path = betting_eprocess(x, eps, level=alpha, strategy=strategy)
+    assert np.sum(path.alarm_step != NO_ALARM) <= stats.binom.ppf(1 - 1e-4, n, alpha)
 
 
 @pytest.mark.validity
@@ -87,8 +89,8 @@ def test_non_predictable_bets_fail_the_same_check() -> None:
 def test_power_when_the_rate_exceeds_eps(strategy: str) -> None:
     rng = np.random.default_rng(102)
     x = (rng.uniform(size=(500, 1000)) < 0.2).astype(float)
-    path = betting_eprocess(x, 0.1, alpha=0.05, strategy=strategy)
-    assert np.mean(path.alarm_time != -1) > 0.95
+    path = betting_eprocess(x, 0.1, level=0.05, strategy=strategy)
+    assert np.mean(path.alarm_step != NO_ALARM) > 0.95
 
 
 @pytest.mark.validity
@@ -97,13 +99,13 @@ def test_watching_a_deployed_monitor() -> None:
     rng = np.random.default_rng(103)
     eps = 0.2
     cal = simulate_trajectories(rng, 2000)
-    lam = crc_threshold(cal, eps).threshold
+    lam = crc_threshold(cal, alpha=eps).threshold
     stream = simulate_trajectories(rng, 6000, correct_fraction=1.0)
-    good = (first_alarm_steps(stream, lam) != -1).astype(float)
-    broken = (first_alarm_steps(stream, lam + 0.08) != -1).astype(float)
+    good = (first_alarm_steps(stream, lam) != NO_ALARM).astype(float)
+    broken = (first_alarm_steps(stream, lam + 0.08) != NO_ALARM).astype(float)
     assert good.mean() < eps < broken.mean()
-    assert int(betting_eprocess(good, eps, alpha=0.05).alarm_time) == -1
-    assert int(betting_eprocess(broken, eps, alpha=0.05).alarm_time) != -1
+    assert int(betting_eprocess(good, eps, level=0.05).alarm_step) == NO_ALARM
+    assert int(betting_eprocess(broken, eps, level=0.05).alarm_step) != NO_ALARM
 
 
 def test_bad_input() -> None:
@@ -111,14 +113,56 @@ def test_bad_input() -> None:
         betting_eprocess([0.1, 1.5], 0.1)
     with pytest.raises(ValueError, match="x"):
         betting_eprocess([0.1, math.nan], 0.1)
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(ValueError, match="^alpha:"):
         betting_eprocess([0.1], 1.0)
-    with pytest.raises(ValueError, match="alpha"):
-        betting_eprocess([0.1], 0.1, alpha=0.0)
-    with pytest.raises(ValueError, match="strategy"):
-        BettingMonitor(epsilon=0.1, alpha=0.1, strategy="kelly")
-    with pytest.raises(ValueError, match="max_bet_fraction"):
-        BettingMonitor(epsilon=0.1, alpha=0.1, max_bet_fraction=1.0)
-    mon = BettingMonitor(epsilon=0.1, alpha=0.1)
+    with pytest.raises(ValueError, match="^level:"):
+        betting_eprocess([0.1], 0.1, level=0.0)
+    with pytest.raises(ValueError, match="^strategy:"):
+        BettingMonitor(alpha=0.1, level=0.1, strategy="kelly")
+    with pytest.raises(ValueError, match="^max_bet_fraction:"):
+        BettingMonitor(alpha=0.1, level=0.1, max_bet_fraction=1.0)
+    mon = BettingMonitor(alpha=0.1, level=0.1)
     with pytest.raises(ValueError, match="x"):
         mon.update(mon.init(), -0.1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 1.0, 0.3]), min_size=1, max_size=80),
+    st.sampled_from(BET_STRATEGIES),
+    st.data(),
+)
+def test_checkpoint_restore_gives_the_same_steps(
+    xs: list[float], strategy: str, data: st.DataObject
+) -> None:
+    """JSON checkpoint at a random point, restore, continue: the same Steps as one run."""
+    mon = BettingMonitor(alpha=0.1, level=0.2, strategy=strategy)
+    cut = data.draw(st.integers(0, len(xs)))
+    state, straight = mon.init(), []
+    for x in xs:
+        state, step = mon.update(state, x)
+        straight.append(step)
+    state, resumed = mon.init(), []
+    for x in xs[:cut]:
+        state, step = mon.update(state, x)
+        resumed.append(step)
+    state = BettingState.from_json(state.to_json())
+    for x in xs[cut:]:
+        state, step = mon.update(state, x)
+        resumed.append(step)
+    assert resumed == straight
+
+
+def test_state_json_refuses_tampering() -> None:
+    mon = BettingMonitor(alpha=0.1, level=0.2)
+    state, _ = mon.update(mon.init(), 1.0)
+    text = state.to_json()
+    assert BettingState.from_json(text) == state
+    with pytest.raises(ValueError, match="^text:"):
+        BettingState.from_json(text.replace('"t": 1', '"t": 2'))
+    with pytest.raises(ValueError, match="^text:"):
+        BettingState.from_json(text.replace('"schema_version": 1', '"schema_version": 99'))
+    with pytest.raises(ValueError, match="^text:"):
+        BettingState.from_json(text[:-5])
+    assert repr(state).startswith("BettingState(t=1")
+    assert "of 1 streams" in repr(betting_eprocess([1.0, 0.0], 0.1))

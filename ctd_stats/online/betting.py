@@ -1,38 +1,43 @@
 """Anytime-valid betting e-process for the mean of a stream of indicators in [0, 1].
 
-Watches a stream x_1, x_2, ... ∈ [0, 1] — e.g. x_t = 1 if the t-th deployed trajectory that turned
+Watches a stream x_0, x_1, ... ∈ [0, 1] — e.g. x_t = 1 if the t-th deployed trajectory that turned
 out CORRECT had raised an alarm (the monitor's realised false-alarm rate), or a delegation
 indicator for a budget — and tests
 
-    H0: E[x_t | x_1..x_{t−1}] ≤ ε for every t
+    H0: E[x_t | x_0..x_{t−1}] ≤ α for every t          (α = ``alpha``, the null rate)
 
-by betting (Waudby-Smith & Ramdas 2024; Timans et al. 2025 for risk monitoring). The wealth
+by betting (Waudby-Smith & Ramdas 2024; Timans et al. 2025 for risk monitoring; the monitoring
+paper's ε is ``alpha`` here). The wealth
 
-    K_t = Π_{i≤t} (1 + λ_i (x_i − ε)),  λ_i ∈ [0, c/ε] chosen from x_1..x_{i−1} only (predictable)
+    K_t = Π_{i≤t} (1 + λ_i (x_i − α)),  λ_i ∈ [0, c/α] chosen from x_0..x_{i−1} only (predictable)
 
 is a nonnegative supermartingale under H0 with K_0 = 1, so by Ville's inequality
-P_H0(∃t: K_t ≥ 1/α) ≤ α: the monitor alarms (absorbing) at the first t with K_t ≥ 1/α, with
-the false-alarm guarantee holding at all times simultaneously (anytime valid, any stopping rule).
-The cap c < 1 (``max_bet_fraction``, default 0.5) keeps every factor ≥ 1 − c > 0.
+P_H0(∃t: K_t ≥ 1/level) ≤ level: the monitor alarms (absorbing) at the first t with
+K_t ≥ 1/level, with the false-alarm guarantee holding at all times simultaneously (anytime
+valid, any stopping rule). The cap c < 1 (``max_bet_fraction``, default 0.5) keeps every factor
+≥ 1 − c > 0.
 
 Bet strategies: ``"ons"`` (online Newton step on the log wealth, the default), ``"agrapa"``
 (approximate growth-rate-adaptive plug-in, from running mean/variance), ``"fixed"``
-(λ = ``max_bet_fraction``/ε·``fixed_fraction``). All are predictable. Everything is in log space.
+(λ = ``max_bet_fraction``/α·``fixed_fraction``). All are predictable. Everything is in log space.
 
-Streaming (pure ``init``/``update`` on an immutable state) and vectorised
-(:func:`betting_eprocess` over many streams at once) use the same arithmetic, so they agree
-exactly.
+Streaming (pure ``init``/``update`` on a frozen, JSON-checkpointable state, reporting the shared
+:class:`~ctd_stats._streaming.Step`) and vectorised (:func:`betting_eprocess` over many streams
+at once) use the same arithmetic, so they agree exactly. Alarm steps are 0-based.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._repr import result_repr
+from .._serialize import JSONSerializable
+from .._streaming import NO_ALARM, Step
 from .._validation import FloatArray, IntArray, as_float_array, check_choice, check_level
 
 __all__ = [
@@ -40,18 +45,20 @@ __all__ = [
     "BettingMonitor",
     "BettingPath",
     "BettingState",
-    "BettingStep",
     "betting_eprocess",
 ]
 
 BET_STRATEGIES: Final[tuple[str, ...]] = ("ons", "agrapa", "fixed")
 _ONS_GAIN: Final[float] = 2.0 / (2.0 - math.log(3.0))
-NO_ALARM: Final[int] = -1
 
 
 @dataclass(frozen=True)
-class BettingState:
-    """Immutable state after ``t`` observations (all quantities predictable for step t + 1)."""
+class BettingState(JSONSerializable):
+    """Frozen state after ``t`` observations (all quantities predictable for step t).
+
+    ``next_bet`` is the bet λ that will be used on the next observation; ``alarm_step`` the
+    0-based index of the first alarm (``None`` while there is none).
+    """
 
     t: int
     log_wealth: float
@@ -59,45 +66,65 @@ class BettingState:
     sum_x: float
     sum_sq_dev: float
     ons_a: float
-    alarm_time: int
+    alarm_step: int | None
 
     @property
     def alarmed(self) -> bool:
-        return self.alarm_time != NO_ALARM
+        return self.alarm_step is not None
 
+    def _json_meta(self) -> dict[str, Any]:
+        return {
+            "guarantee": "checkpoint of a betting e-process (Ville: P_H0(ever alarm) ≤ level)",
+            "n": self.t,
+            "calibration_sha256": None,
+            "settings": {},
+        }
 
-@dataclass(frozen=True)
-class BettingStep:
-    """Report after one observation: the bet used, the log wealth, the absorbing alarm."""
-
-    t: int
-    x: float
-    bet: float
-    log_wealth: float
-    alarm: bool
-    new_alarm: bool
-    alarm_time: int
+    def __repr__(self) -> str:
+        return result_repr(
+            "BettingState",
+            f"t={self.t}, alarmed={self.alarmed}",
+            [
+                ("log_wealth", self.log_wealth),
+                ("next_bet", self.next_bet),
+                ("alarm_step", self.alarm_step),
+            ],
+        )
 
 
 @dataclass(frozen=True)
 class BettingPath:
-    """Vectorised result: arrays of shape (..., T); ``alarm_time`` (...,) with −1 = never.
+    """Vectorised result: arrays of shape (..., T); ``alarm_step`` (...,), ``NO_ALARM`` = never.
 
-    Guarantee: under H0 (conditional means ≤ ε) P(alarm_time ≠ −1) ≤ α, for every horizon.
+    Guarantee: under H0 (conditional means ≤ ``alpha``) P(alarm_step ≠ NO_ALARM) ≤ ``level``,
+    for every horizon (Ville's inequality).
     """
 
     log_wealth: FloatArray
     bets: FloatArray
-    alarm_time: IntArray
+    alarm_step: IntArray
     log_threshold: float
-    epsilon: float
     alpha: float
+    level: float
     strategy: str
+
+    def __repr__(self) -> str:
+        alarms = np.atleast_1d(self.alarm_step)
+        return result_repr(
+            "BettingPath",
+            f"alpha={self.alpha:.4g}, level={self.level:.4g}, strategy={self.strategy!r}",
+            [
+                ("alarmed", f"{int(np.sum(alarms != NO_ALARM))} of {alarms.size} streams"),
+                ("log_wealth", self.log_wealth),
+                ("alarm_step", self.alarm_step),
+                ("log_threshold", self.log_threshold),
+            ],
+        )
 
 
 def _next_bet(
     strategy: str,
-    eps: float,
+    alpha: float,
     cap: float,
     fixed: float,
     t: FloatArray,
@@ -111,40 +138,45 @@ def _next_bet(
     if strategy == "fixed":
         return np.full_like(bet, fixed * cap), ons_a
     if strategy == "ons":
-        g = (x - eps) / (1.0 + bet * (x - eps))
+        g = (x - alpha) / (1.0 + bet * (x - alpha))
         a = ons_a + g * g
         return np.clip(bet + _ONS_GAIN * g / a, 0.0, cap), a
-    # agrapa: running mean / variance with one pseudo-observation at (ε, 1/4)
-    mu = (eps + sum_x) / (t + 1.0)
+    # agrapa: running mean / variance with one pseudo-observation at (α, 1/4)
+    mu = (alpha + sum_x) / (t + 1.0)
     var = (0.25 + sum_sq) / (t + 1.0)
-    d = mu - eps
+    d = mu - alpha
     return np.clip(d / (var + d * d), 0.0, cap), ons_a
 
 
 @dataclass(frozen=True)
 class BettingMonitor:
-    """Streaming anytime-valid monitor of H0: mean ≤ ``epsilon``; alarm when K_t ≥ 1/``alpha``."""
+    """Streaming anytime-valid monitor of H0: mean ≤ ``alpha``; alarm when K_t ≥ 1/``level``.
 
-    epsilon: float
+    Guarantee (Ville's inequality): if every conditional mean is ≤ ``alpha``, the monitor ever
+    alarms with probability ≤ ``level``, however long it runs. ``update`` is pure: the state is
+    a frozen :class:`BettingState` that can be checkpointed with ``to_json``.
+    """
+
     alpha: float
+    level: float
     strategy: str = "ons"
     max_bet_fraction: float = 0.5
     fixed_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        check_level(self.epsilon, "epsilon")
         check_level(self.alpha, "alpha")
+        check_level(self.level, "level")
         check_choice(self.strategy, "strategy", BET_STRATEGIES)
         check_level(self.max_bet_fraction, "max_bet_fraction")
         check_level(self.fixed_fraction, "fixed_fraction", closed_right=True)
 
     @property
     def max_bet(self) -> float:
-        return self.max_bet_fraction / self.epsilon
+        return self.max_bet_fraction / self.alpha
 
     @property
     def log_threshold(self) -> float:
-        return -math.log(self.alpha)
+        return -math.log(self.level)
 
     def init(self) -> BettingState:
         first = self.fixed_fraction * self.max_bet if self.strategy == "fixed" else 0.0
@@ -155,11 +187,14 @@ class BettingMonitor:
             sum_x=0.0,
             sum_sq_dev=0.0,
             ons_a=1.0,
-            alarm_time=NO_ALARM,
+            alarm_step=None,
         )
 
-    def update(self, state: BettingState, x: float) -> tuple[BettingState, BettingStep]:
-        """Observe x ∈ [0, 1]; returns the new state and a frozen step report."""
+    def update(self, state: BettingState, x: float) -> tuple[BettingState, Step]:
+        """Observe x ∈ [0, 1]; returns the new state and the step (statistic = log K_t).
+
+        The bet used on this observation is ``state.next_bet`` (chosen before seeing x).
+        """
         xv = float(x)
         if math.isnan(xv) or not 0.0 <= xv <= 1.0:
             raise ValueError(f"x: must lie in [0, 1], got {x!r}")
@@ -175,7 +210,7 @@ class BettingMonitor:
         )
         log_w, next_bet, sum_x, sum_sq, ons_a = (float(v[0]) for v in arr)
         new_alarm = (not state.alarmed) and log_w >= self.log_threshold
-        alarm_time = state.t if new_alarm else state.alarm_time
+        alarm_step = state.t if new_alarm else state.alarm_step
         new_state = BettingState(
             t=state.t + 1,
             log_wealth=log_w,
@@ -183,16 +218,15 @@ class BettingMonitor:
             sum_x=sum_x,
             sum_sq_dev=sum_sq,
             ons_a=ons_a,
-            alarm_time=alarm_time,
+            alarm_step=alarm_step,
         )
-        step = BettingStep(
+        step = Step(
             t=state.t,
             x=xv,
-            bet=state.next_bet,
-            log_wealth=log_w,
-            alarm=alarm_time != NO_ALARM,
+            statistic=log_w,
+            alarm=alarm_step is not None,
             new_alarm=new_alarm,
-            alarm_time=alarm_time,
+            alarm_step=alarm_step,
         )
         return new_state, step
 
@@ -208,33 +242,34 @@ def _advance(
     x: FloatArray,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """One observation for arrays of streams (shared by the streaming and vectorised paths)."""
-    eps = mon.epsilon
-    log_w = log_w + np.log1p(bet * (x - eps))
-    mu_prev = (eps + sum_x) / (t + 1.0)
+    a = mon.alpha
+    log_w = log_w + np.log1p(bet * (x - a))
+    mu_prev = (a + sum_x) / (t + 1.0)
     sum_sq = sum_sq + (x - mu_prev) ** 2
     sum_x = sum_x + x
     new_bet, ons_a = _next_bet(
-        mon.strategy, eps, mon.max_bet, mon.fixed_fraction, t + 1.0, sum_x, sum_sq, bet, x, ons_a
+        mon.strategy, a, mon.max_bet, mon.fixed_fraction, t + 1.0, sum_x, sum_sq, bet, x, ons_a
     )
     return log_w, new_bet, sum_x, sum_sq, ons_a
 
 
 def betting_eprocess(
     x: ArrayLike,
-    epsilon: float,
+    alpha: float,
     *,
-    alpha: float = 0.05,
+    level: float = 0.05,
     strategy: str = "ons",
     max_bet_fraction: float = 0.5,
     fixed_fraction: float = 0.5,
 ) -> BettingPath:
-    """Run the betting e-process over one stream (T,) or many streams (n, T) at once.
+    """Run the betting e-process for H0: mean ≤ ``alpha`` over one stream (T,) or many (n, T).
 
+    Alarm at the first 0-based step with K_t ≥ 1/``level`` (Ville: P_H0(alarm) ≤ level).
     Raises ``ValueError`` for values outside [0, 1], NaN, or levels outside (0, 1).
     """
     mon = BettingMonitor(
-        epsilon=epsilon,
         alpha=alpha,
+        level=level,
         strategy=strategy,
         max_bet_fraction=max_bet_fraction,
         fixed_fraction=fixed_fraction,
@@ -259,22 +294,12 @@ def betting_eprocess(
         log_path[:, i] = log_w
     crossed = log_path >= mon.log_threshold
     alarm = np.where(crossed.any(axis=1), np.argmax(crossed, axis=1), NO_ALARM).astype(np.int64)
-    if single:
-        return BettingPath(
-            log_wealth=log_path[0],
-            bets=bets[0],
-            alarm_time=alarm[0].reshape(()),
-            log_threshold=mon.log_threshold,
-            epsilon=mon.epsilon,
-            alpha=mon.alpha,
-            strategy=strategy,
-        )
     return BettingPath(
-        log_wealth=log_path,
-        bets=bets,
-        alarm_time=alarm,
+        log_wealth=log_path[0] if single else log_path,
+        bets=bets[0] if single else bets,
+        alarm_step=alarm[0].reshape(()) if single else alarm,
         log_threshold=mon.log_threshold,
-        epsilon=mon.epsilon,
         alpha=mon.alpha,
+        level=mon.level,
         strategy=strategy,
     )
