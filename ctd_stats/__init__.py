@@ -1,21 +1,38 @@
 """ctd_stats: finite-sample guarantees for LLM-safety monitors.
 
-Modules (one idea each; everything below is also importable from its module):
+The package has a testing core and two halves, one per paper:
 
-* Testing core — :mod:`~ctd_stats.pvalues` (valid p-values for H0: R > α),
+* Testing core (top level) — :mod:`~ctd_stats.pvalues` (valid p-values for H0: R > α),
   :mod:`~ctd_stats.fwer` (Bonferroni, Holm, fixed-sequence, fallback, graphical),
-  :mod:`~ctd_stats.ltt` (Learn-then-Test), :mod:`~ctd_stats.pareto` (Pareto testing).
-* Calibrate-Then-Delegate — :mod:`~ctd_stats.cascade` (delegation values, cascade metrics),
-  :mod:`~ctd_stats.delegation` (CTD and baselines, sweeps), :mod:`~ctd_stats.budget_validation`
-  (re-split validation of the budget guarantee), :mod:`~ctd_stats.streaming` (per-input
-  ``Delegator`` and anytime-valid budget monitor), :mod:`~ctd_stats.simulation` (simulated cascade
-  scores — simulation, not data).
-* Online monitoring — :mod:`~ctd_stats.trajectories` (ragged step scores),
-  :mod:`~ctd_stats.monitors` (threshold monitors), :mod:`~ctd_stats.alarm_calibration` (CRC, UCB),
-  :mod:`~ctd_stats.eprocess` (e-valuator and change-point e-processes),
-  :mod:`~ctd_stats.monitor_metrics` (metrics and the split protocol), :mod:`~ctd_stats.betting`
-  (betting e-process that watches a deployed rate).
-* Data — :mod:`~ctd_stats.datasets` (verified reference files).
+  :mod:`~ctd_stats.ltt` (Learn-then-Test), :mod:`~ctd_stats.pareto` (Pareto testing),
+  :mod:`~ctd_stats.splits` (the seeded splits both halves use), :mod:`~ctd_stats.datasets`
+  (verified reference files).
+* :mod:`ctd_stats.cascade` — Calibrate-Then-Delegate: delegation values and cascade metrics,
+  calibrated policies, top-k baselines and the oracle, the paper's sweep protocol, the budget
+  validation of App. D, the streaming ``Delegator`` with its budget monitor, and a simulator.
+* :mod:`ctd_stats.online` — online safety monitoring: trajectories, threshold monitors, CRC / UCB
+  alarm calibration, e-process monitors, metrics and the split protocol, a betting e-process.
+
+Every public name is also importable from ``ctd_stats`` itself.
+
+One vocabulary, everywhere:
+
+=========  ==================================================================================
+name       meaning
+=========  ==================================================================================
+``alpha``  the rate or risk being controlled: LTT risk level, CTD budget, false-alarm rate,
+           missed-detection rate, a betting monitor's null rate (the monitoring paper's ε)
+``delta``  the probability that a calibration fails (PAC / high-probability guarantees)
+``level``  the type-I error of an anytime-valid alarm (Ville, betting and budget monitors)
+=========  ==================================================================================
+
+Options after the data are keyword-only; labels come first (``auroc(labels, scores)``). Alarm
+times are 0-based step indices, :data:`NO_ALARM` (−1) in integer arrays and ``None`` in scalar
+results. A calibration that certifies nothing says so (``found=False`` and a reason) and keeps
+the safe threshold. Calibration results and monitor states have ``to_json()`` /
+``from_json(text)``: exact, versioned and checksummed, so they can be shipped and checkpointed.
+Streaming monitors share one pure protocol: ``state = m.init()``, ``state, step = m.update(state,
+x)`` with one :class:`Step` shape.
 
 The loss-matrix p-value function is :func:`ctd_stats.pvalues.pvalues` (the name
 ``ctd_stats.pvalues`` itself is the module).
