@@ -1,17 +1,67 @@
-"""Command line: ``python -m probes artifacts [options]`` builds the book's offline artifact."""
+"""Command line: ``python -m probes {extract,experts,artifacts} [options]``.
+
+``extract`` and ``experts`` run in one process, or data-parallel when launched by ``torchrun``
+(``torchrun --nproc-per-node N -m probes extract ...``; gloo on CPU, NCCL on GPUs). Parsing the
+command line imports nothing heavy, so ``--help`` works without torch; a command that needs torch
+says what to install when it is missing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
-from .artifact import ArtifactConfig, build_artifact
+INSTALL_HINT = (
+    "the probes commands need PyTorch and transformers: pip install 'ctd-stats[probes]' "
+    "(or pip install torch transformers accelerate)"
+)
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m probes")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m probes",
+        description="Activations, linear probes and LLM experts on real language models.",
+        epilog=f"Requirements: {INSTALL_HINT}. Data-parallel: torchrun --nproc-per-node N "
+        "-m probes extract ... (each rank writes its own shards; rank 0 writes the manifest).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--model",
+            required=True,
+            help="packaged alias, .gguf file, save_pretrained folder or hub name",
+        )
+        p.add_argument("--revision", default=None, help="hub revision")
+        p.add_argument("--input", type=Path, required=True, help="JSONL file, one example a line")
+        p.add_argument("--field", default="inputs", help="JSONL field holding the conversation")
+        p.add_argument("--limit", type=int, default=None, help="first N examples only")
+        p.add_argument("--out", type=Path, required=True, help="output directory")
+        p.add_argument("--max-tokens", type=int, default=None, help="token limit per input")
+        p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if any, else cpu")
+        p.add_argument("--dtype", choices=_DTYPES, default="auto", help="model weights dtype")
+        p.add_argument(
+            "--device-map", default=None, help="'auto': spread a large model (one process only)"
+        )
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")
+        p.add_argument("--no-progress", action="store_true")
+
+    ext = sub.add_parser("extract", help="mean-pooled layer activations into a sharded store")
+    model_options(ext)
+    ext.add_argument("--layers", required=True, help="comma-separated block indices")
+    ext.add_argument("--batch-size", type=int, default=8)
+    ext.add_argument("--shard-size", type=int, default=256, help="rows per store shard")
+    ext.add_argument("--store-dtype", choices=["float32", "float16"], default="float32")
+
+    exp = sub.add_parser("experts", help="likelihood-continuation expert scores P(high-stakes)")
+    model_options(exp)
+    exp.add_argument("--prompt", default="default", help="'default' or 'single_word'")
+
     art = sub.add_parser("artifacts", help="build the stakes activations + expert scores table")
     art.add_argument("--out-dir", type=Path, default=Path("book/artifacts"))
     art.add_argument("--name", default="stakes_smollm2")
@@ -29,11 +79,119 @@ def main(argv: list[str] | None = None) -> int:
     )
     art.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     art.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads is not None:
-        import torch
+    return parser
 
+
+def _read_inputs(path: Path, field: str, limit: int | None) -> list[Any]:
+    from .data import parse_inputs
+
+    if not path.is_file():
+        raise SystemExit(f"--input: {path} does not exist")
+    out: list[Any] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if field not in row:
+                raise SystemExit(f"--field: line {lineno} of {path} has no field {field!r}")
+            out.append(parse_inputs(row[field]))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def _load(args: argparse.Namespace, local_rank: int, world: int) -> Any:
+    import torch
+
+    from .models import load_model
+
+    if args.device_map is not None and world > 1:
+        raise SystemExit("--device-map: not with several ranks (each rank holds a whole model)")
+    device = args.device
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    return load_model(
+        args.model, device=device, dtype=dtype, revision=args.revision, device_map=args.device_map
+    )
+
+
+def _run_model_command(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        print(f"error: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    from .distributed import init_from_env, shutdown
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    topo = init_from_env()
+    try:
+        loaded = _load(args, topo.local_rank, topo.world_size)
+        convs = _read_inputs(args.input, args.field, args.limit)
+        summary: dict[str, Any]
+        if args.command == "extract":
+            from .extract import extract_sharded
+
+            run = extract_sharded(
+                loaded.model,
+                loaded.tokenizer,
+                convs,
+                args.out,
+                layers=[int(x) for x in args.layers.split(",") if x],
+                model_name=args.model,
+                model_hash=loaded.source_hash,
+                max_tokens=args.max_tokens,
+                batch_size=args.batch_size,
+                shard_size=args.shard_size,
+                dtype=args.store_dtype,
+                progress=not args.no_progress,
+                topology=topo,
+            )
+            summary = {
+                "rank": run.rank,
+                "world_size": run.world_size,
+                "store": run.directory,
+                "n_examples": run.n_examples,
+                "shards_computed": run.shards_computed,
+                "shards_total": run.shards_total,
+                "tokens_per_second": run.tokens_per_second,
+            }
+        else:
+            from .expert_shards import score_experts_sharded
+
+            scores = score_experts_sharded(
+                loaded.model,
+                loaded.tokenizer,
+                convs,
+                args.out,
+                model_hash=loaded.source_hash,
+                prompt=args.prompt,
+                max_tokens=args.max_tokens,
+                progress=not args.no_progress,
+                topology=topo,
+            )
+            summary = {"rank": topo.rank, "world_size": topo.world_size, "out": str(args.out)}
+            if scores is not None:
+                summary["n_examples"] = len(scores.p_high)
+        if topo.is_main:
+            print(json.dumps(summary), flush=True)
+    finally:
+        shutdown()
+    return 0
+
+
+def _run_artifacts(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ModuleNotFoundError:
+        print(f"error: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    from .artifact import ArtifactConfig, build_artifact
+
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     cfg = ArtifactConfig(
         out_dir=args.out_dir,
@@ -52,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     build_artifact(cfg)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "artifacts":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only
+        return _run_artifacts(args)
+    return _run_model_command(args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ safetensors folder in the cache ``$CTD_STATS_MODEL_CACHE`` (default
 The folder is written to a temporary name and renamed into place (atomic).
 
 Device and dtype are chosen by :func:`auto_device_dtype`: CUDA with bfloat16 when a GPU is
-present, CPU with float32 otherwise.
+present (float16 on GPUs without bfloat16), CPU with float32 otherwise. Attention runs through
+PyTorch's ``scaled_dot_product_attention`` (``attn_implementation="sdpa"``; fused kernels, Dao et
+al. 2022, "FlashAttention", §3) unless the architecture lacks it, then its default.
+``device_map="auto"`` (accelerate, big-model inference) spreads a model that does not fit one
+device over the available GPUs and the CPU instead of moving it to ``device``.
 """
 
 from __future__ import annotations
@@ -97,7 +101,10 @@ def auto_device_dtype(
     else:
         dev = torch.device(device)
     if dtype is None:
-        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+        if dev.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float32
     return dev, dtype
 
 
@@ -195,12 +202,26 @@ def load_model(
     dtype: torch.dtype | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
+    attn_implementation: str | None = "sdpa",
+    device_map: str | dict[str, Any] | None = None,
+    hub_cache_dir: str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer in eval mode on the chosen device.
 
     ``source`` is a packaged alias (:data:`PACKAGED_MODELS`), a ``.gguf`` file (converted once
-    into the cache), a local folder, or a hub name (needs a reachable hub).
+    into the cache), a local folder (as written by ``save_pretrained``), or a hub name (from the
+    hub, or from the hub cache ``hub_cache_dir`` when ``HF_HUB_OFFLINE=1``). ``device_map`` (e.g.
+    ``"auto"``) is handed to ``from_pretrained`` and replaces the move to ``device``.
     """
+    if attn_implementation is not None and attn_implementation not in (
+        "sdpa",
+        "eager",
+        "flash_attention_2",
+    ):
+        raise ValueError(
+            f"attn_implementation: expected 'sdpa', 'eager', 'flash_attention_2' or None, "
+            f"got {attn_implementation!r}"
+        )
     src = str(source)
     dev, dt = auto_device_dtype(device, dtype)
     name = src
@@ -221,10 +242,27 @@ def load_model(
     kwargs: dict[str, Any] = {}
     if revision is not None:
         kwargs["revision"] = revision
+    if hub_cache_dir is not None:
+        kwargs["cache_dir"] = str(hub_cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **kwargs)
-    model.to(dev)  # type: ignore[arg-type]
-    model.eval()  # type: ignore[no-untyped-call]
+    model_kwargs: dict[str, Any] = dict(kwargs, dtype=dt)
+    if device_map is not None:
+        model_kwargs["device_map"] = device_map
+    model: Any
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, attn_implementation=attn_implementation, **model_kwargs
+        )
+    except (ValueError, ImportError):
+        if attn_implementation is None:
+            raise
+        # the architecture (or this install) lacks that attention: use the model's default
+        model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
+    if device_map is None:
+        model.to(dev)
+    else:
+        dev = model.get_input_embeddings().weight.device
+    model.eval()
     if getattr(tokenizer, "chat_template", None) is None and model.config.model_type.startswith(
         "gemma"
     ):
