@@ -1,151 +1,134 @@
-"""Extraction throughput: ``probes.extract`` vs a naive per-example ``output_hidden_states`` loop.
+"""CPU extraction throughput at 512-token context, against the matmul rate of the same shapes.
 
-Both run SmolLM2-135M-Instruct (packaged GGUF, float32, CPU) on the same stakes texts (``--n``
-dev examples spread over the four groups, chat template, BOS dropped, first ``--max-tokens``
-tokens) and produce the same mean-pooled layer activations:
+Model: a SmolLM2-135M-shaped Llama (hidden 576, 30 blocks, 9 heads, 3 kv heads, intermediate
+1536, vocab 49152) with random weights, float32, SDPA attention, built from a config (no
+download). Inputs: ``--n`` random token sequences of ``--seq-len`` (512) tokens, so every batch is
+full (no padding). Extraction is :func:`probes.extract.pool_token_ids` at ``--layer`` (the forward
+stops after it: ``layer`` full blocks are run).
 
-* probes: batches sorted by length, forward hooks on ``input_layernorm`` of the requested
-  layers, forward stopped after the deepest one, ``torch.inference_mode``;
-* naive: one example at a time, full forward with ``output_hidden_states=True``, then
-  ``input_layernorm(hidden_states[L]).mean(0)`` (what one writes first).
+Anchor, measured in the same run and interleaved with the extraction (the machine is shared, so
+only same-run ratios mean something): the seven matrix products of one block (q, k, v, o, gate,
+up, down) with the same ``batch * seq_len`` rows, ``layer`` times, via ``torch.nn.functional.
+linear`` on the model's own weights. Its rate is ``2 * rows * P_block * layer / seconds``.
 
-Timings are interleaved (naive, probes, naive, probes, ...) and reported as medians: the machine is
-shared, so absolute numbers are only indicative. Memory: the peak resident set size sampled every
-2 ms during one run, minus the RSS just before it (the model's own weights are excluded). No GPU
-is measured (none is lent to this task).
+Extraction FLOPs per token (PaLM appendix B convention, Chowdhery et al. 2022, forward only):
+``2 * P_run + 4 * n_run * d_model * T``; the report gives the ratio of the extraction's FLOP rate
+to the matmul rate with and without the attention term (goal: >= 0.8).
 
-    python bench/bench_extraction.py [--n 64] [--layers 16] [--repeats 3] [--threads 1]
+    python bench/bench_extraction.py [--n 8] [--batch-size 4] [--layer 16] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-import numpy as np
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
-def _rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float, int]:
-    """(result, seconds, peak RSS increase in bytes) of one call, RSS sampled every 2 ms."""
-    gc.collect()
-    before = _rss()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    t0 = time.perf_counter()
-    try:
-        out = fn()
-    finally:
-        seconds = time.perf_counter() - t0
-        done.set()
-        thread.join()
-    return out, seconds, max(peak[0], _rss()) - before
+SMOLLM2_135M = {
+    "hidden_size": 576,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "intermediate_size": 1536,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "rope_theta": 100000.0,
+    "tie_word_embeddings": True,
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=96)
-    parser.add_argument("--layers", default="16")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--layer", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    layers = [int(x) for x in args.layers.split(",")]
 
     import torch
+    import torch.nn.functional as F
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from probes.data import load_stakes
-    from probes.extract import encode_conversations, extract_activations
-    from probes.models import load_model
+    from probes.extract import pool_token_ids
 
     torch.set_num_threads(args.threads)
-    loaded = load_model("smollm2-135m-instruct")
-    model, tok = loaded.model, loaded.tokenizer
-    convs = [c for d in load_stakes(splits=("dev",), cap_per_group=500) for c in d.inputs]
-    convs = convs[:: max(1, len(convs) // args.n)][: args.n]
-    ids = encode_conversations(tok, convs, max_tokens=args.max_tokens)
-    n_tokens = sum(len(s) for s in ids)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M, attn_implementation="sdpa")).eval()
+    d = SMOLLM2_135M["hidden_size"]
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, SMOLLM2_135M["vocab_size"], (args.n, args.seq_len), generator=gen)
+    ids_list = ids.tolist()
+    n_run = args.layer
+    blk = model.model.layers[0]
+    weights = [
+        blk.self_attn.q_proj.weight,
+        blk.self_attn.k_proj.weight,
+        blk.self_attn.v_proj.weight,
+        blk.self_attn.o_proj.weight,
+        blk.mlp.gate_proj.weight,
+        blk.mlp.up_proj.weight,
+        blk.mlp.down_proj.weight,
+    ]
+    p_block = sum(w.numel() for w in weights)
+    rows = args.batch_size * args.seq_len
+    x_in = {w.shape[1]: torch.randn(rows, w.shape[1], generator=gen) for w in weights}
 
-    def naive() -> np.ndarray:
-        rows = []
-        with torch.no_grad():
-            for seq in ids:
-                out = model(input_ids=torch.tensor([seq]), output_hidden_states=True)
-                hs = out.hidden_states
-                norms = [model.model.layers[L].input_layernorm for L in layers]
-                rows.append(
-                    [n(hs[L])[0].mean(0).numpy() for n, L in zip(norms, layers, strict=True)]
-                )
-        return np.asarray(rows)
+    def matmuls() -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(n_run * (args.n // args.batch_size)):
+                for w in weights:
+                    F.linear(x_in[w.shape[1]], w)
+        return time.perf_counter() - t0
 
-    def probes() -> np.ndarray:
-        return extract_activations(
-            model,
-            tok,
-            convs,
-            layers=layers,
-            max_tokens=args.max_tokens,
-            batch_size=args.batch_size,
-            progress=False,
-        ).activations
+    def extract() -> float:
+        t0 = time.perf_counter()
+        pool_token_ids(model, ids_list, layers=[args.layer], batch_size=args.batch_size)
+        return time.perf_counter() - t0
 
-    # warm-up on all inputs once (allocator, kernels), so neither method pays for it
-    naive()
-    probes()
-    runs: dict[str, list[tuple[float, int]]] = {"naive": [], "probes": []}
-    results: dict[str, np.ndarray] = {}
+    extract()  # warm-up
+    matmuls()
+    t_mm: list[float] = []
+    t_ex: list[float] = []
     for _ in range(args.repeats):
-        for name, fn in (("naive", naive), ("probes", probes)):
-            results[name], seconds, mem = _timed(fn)
-            runs[name].append((seconds, mem))
-    diff = float(np.abs(results["naive"] - results["probes"]).max())
-    report: dict[str, Any] = {
-        "model": "SmolLM2-135M-Instruct (float32, cpu)",
-        "n_examples": len(ids),
-        "tokens": n_tokens,
-        "layers": layers,
-        "max_tokens": args.max_tokens,
+        t_mm.append(matmuls())
+        t_ex.append(extract())
+    mm, ex = statistics.median(t_mm), statistics.median(t_ex)
+    n_batches = args.n // args.batch_size
+    mm_flops = 2.0 * rows * p_block * n_run * n_batches
+    tokens = args.n * args.seq_len
+    linear_per_token = 2.0 * p_block * n_run
+    attn_per_token = 4.0 * n_run * d * args.seq_len
+    mm_rate = mm_flops / mm
+    ex_rate = tokens * (linear_per_token + attn_per_token) / ex
+    ex_rate_linear = tokens * linear_per_token / ex
+    report = {
+        "model": "SmolLM2-135M-shaped Llama, random weights, float32, sdpa, cpu",
+        "seq_len": args.seq_len,
+        "n_inputs": args.n,
         "batch_size": args.batch_size,
+        "layer": args.layer,
         "threads": args.threads,
-        "max_abs_diff": diff,
-        "gpu": "not measured: no GPU is lent to this task",
+        "extraction_runs_s": t_ex,
+        "matmul_runs_s": t_mm,
+        "extraction_tokens_per_s": tokens / ex,
+        "flops_per_token": linear_per_token + attn_per_token,
+        "extraction_gflops": ex_rate / 1e9,
+        "matmul_gflops": mm_rate / 1e9,
+        "ratio": ex_rate / mm_rate,
+        "ratio_linear_flops_only": ex_rate_linear / mm_rate,
+        "gpu": "not measured here: see bench/gpu_extraction.py",
     }
-    for name, rs in runs.items():
-        med = statistics.median(s for s, _ in rs)
-        report[name] = {
-            "median_s": med,
-            "tokens_per_s": n_tokens / med,
-            "runs_s": [s for s, _ in rs],
-            "peak_extra_rss_mb": max(m for _, m in rs) / 2**20,
-        }
-    report["speedup"] = report["probes"]["tokens_per_s"] / report["naive"]["tokens_per_s"]
     print(json.dumps(report, indent=1))
-    if diff > 1e-3:
-        print(f"activations disagree (max abs diff {diff})", file=sys.stderr)
-        return 1
     return 0
 
 
