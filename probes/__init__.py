@@ -10,12 +10,21 @@ Modules (import them directly; this package imports nothing heavy at import time
 * :mod:`probes.extract` — :func:`~probes.extract.extract_activations` (hooked, mean-pooled
   residual stream entering block L after its input norm; several layers per pass; batched by
   length) and :func:`~probes.extract.extract_to_store` (resumable).
-* :mod:`probes.store` — :class:`~probes.store.ActivationStore`: shards + manifest, atomic writes,
-  tamper and mismatch detection.
+* :mod:`probes.store` — :class:`~probes.store.ActivationStore`: shards + per-shard commit records +
+  manifest, atomic writes (safe against ``SIGKILL``), tamper and mismatch detection.
+* :mod:`probes.distributed` — data parallelism on ``torch.distributed`` (gloo on CPU, NCCL on
+  GPUs): :func:`~probes.distributed.init_from_env` (torchrun's variables),
+  :func:`~probes.distributed.assign_balanced` (token-balanced sharding);
+  :func:`~probes.extract.extract_sharded` writes one store from all ranks.
+* :mod:`probes.expert_shards` — :func:`~probes.expert_shards.score_experts_sharded`: expert
+  scores per rank, merged by rank 0.
 * :mod:`probes.linear` — :func:`~probes.linear.fit_logistic` (safety probe),
   :func:`~probes.linear.fit_ridge` (DV probe), :func:`~probes.linear.auroc`.
 * :mod:`probes.experts` — :func:`~probes.experts.likelihood_continuation` (McKenzie et al.
   expert score, shared-prefix KV cache).
 * :mod:`probes.artifact` — :func:`~probes.artifact.build_artifact` /
   :func:`~probes.artifact.load_artifact`; command line ``python -m probes artifacts``.
+
+Command line (``--help`` works without torch): ``python -m probes extract|experts|artifacts``, or
+``torchrun --nproc-per-node N -m probes extract ...`` for a data-parallel run.
 """
