@@ -249,16 +249,26 @@ def _score_batch(
     )
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     last_pos = pos[:, -1]
-    totals: list[list[float]] = []
-    for side in (0, 1):
-        suffixes = [it.suffixes[side] for it in items]
-        head = [float(first[r, s[0]]) for r, s in enumerate(suffixes)]
-        if max(len(s) for s in suffixes) > 1:
-            kv = copy.deepcopy(_out_cache(out)) if side == 0 else _out_cache(out)
-            tail = _continue(model, kv, mask, last_pos, suffixes, pad_id)
-            head = [h + t for h, t in zip(head, tail, strict=True)]
-        totals.append(head)
-    return list(zip(totals[0], totals[1], strict=True))
+    heads = [
+        (float(first[r, it.suffixes[0][0]]), float(first[r, it.suffixes[1][0]]))
+        for r, it in enumerate(items)
+    ]
+    if max(len(s) for it in items for s in it.suffixes) == 1:
+        return heads
+    # Both completions in one pass: rows (high_0, low_0, high_1, low_1, ...) on the cache
+    # repeated twice along the batch.
+    cache = _out_cache(out)
+    cache.batch_repeat_interleave(2)
+    suffixes = [s for it in items for s in it.suffixes]
+    tails = _continue(
+        model,
+        cache,
+        mask.repeat_interleave(2, dim=0),
+        last_pos.repeat_interleave(2),
+        suffixes,
+        pad_id,
+    )
+    return [(h + tails[2 * r], lw + tails[2 * r + 1]) for r, (h, lw) in enumerate(heads)]
 
 
 def likelihood_continuation(
@@ -277,13 +287,14 @@ def likelihood_continuation(
     The expert is the "likelihood continuation" LLM baseline of McKenzie et al., used as the
     costly expert of the calibrate-then-delegate paper. Computation, batched:
 
-    * with ``share_system_prompt`` the template head common to all conversations (system
-      prompt) is run once and its KV cache is reused (expanded to each batch);
+    * with ``share_system_prompt`` the token prefix common to all conversations (template head,
+      system prompt) is run once and its KV cache is reused (expanded to each batch);
     * conversations are sorted by length and grouped into batches of ``batch_size``; each batch
       runs its shared-prefix parts (the template up to the first token where the two completions
       differ) in one *left-padded* forward pass with explicit position ids, keeping only the last
       position's logits;
-    * both completions then continue from that KV cache (right-padded, a few tokens each).
+    * both completions then continue from that KV cache, in one pass (the cache repeated twice
+      along the batch; right-padded, a few tokens each).
 
     Results are returned in input order and equal the unbatched computation (``batch_size=1``)
     to float tolerance. Models with sliding-window attention whose padded batch would exceed the
@@ -303,20 +314,24 @@ def likelihood_continuation(
     lll = np.zeros(n)
     ntok = np.zeros(n, dtype=np.int64)
     t0 = time.perf_counter()
-    # The system prompt and template head are the same for every conversation: run them once.
-    probe_a = _template_ids(tokenizer, cfg, "A", cfg.high_completion)
-    probe_b = _template_ids(tokenizer, cfg, "B", cfg.high_completion)
+    # The system prompt and template head are the same for every conversation: run the longest
+    # token prefix common to all of them once (each keeps at least one token of its own, whose
+    # logits score the first completion token) and reuse its KV cache.
+    pairs = [_pair(tokenizer, conv, cfg, max_tokens) for conv in conversations]
     n_base = 0
-    while n_base < min(len(probe_a), len(probe_b)) and probe_a[n_base] == probe_b[n_base]:
-        n_base += 1
-    base_ids = probe_a[:n_base]
-    use_base = share_system_prompt and n_base > 0
+    if share_system_prompt and pairs:
+        head = pairs[0][0]
+        n_base = min(k for _, _, k in pairs) - 1
+        for hi, _, _ in pairs[1:]:
+            j = 0
+            while j < n_base and hi[j] == head[j]:
+                j += 1
+            n_base = j
+    base_ids = pairs[0][0][:n_base] if pairs else []
     items: list[_Item] = []
-    for i, conv in enumerate(conversations):
-        hi, lo, k = _pair(tokenizer, conv, cfg, max_tokens)
-        start = n_base if use_base and k > n_base and hi[:n_base] == base_ids else 0
-        items.append(_Item(index=i, start=start, prefix=hi[start:k], suffixes=(hi[k:], lo[k:])))
-        ntok[i] = k - start + len(hi) - k + len(lo) - k
+    for i, (hi, lo, k) in enumerate(pairs):
+        items.append(_Item(index=i, start=n_base, prefix=hi[n_base:k], suffixes=(hi[k:], lo[k:])))
+        ntok[i] = k - n_base + len(hi) - k + len(lo) - k
     window = _sliding_window(model)
     batches: list[list[_Item]] = []
     for start in sorted({it.start for it in items}):
@@ -332,7 +347,7 @@ def likelihood_continuation(
                 batches.append(batch)
     with torch.inference_mode():
         base_cache = None
-        if use_base and any(it.start > 0 for it in items):
+        if n_base > 0:
             base_in = torch.tensor([base_ids], dtype=torch.long, device=device)
             base_cache = _out_cache(model(input_ids=base_in, use_cache=True, logits_to_keep=1))
         bar = tqdm(total=n, desc="expert", disable=not progress)
