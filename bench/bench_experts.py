@@ -43,7 +43,7 @@ for _p in (ROOT, ROOT / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-SMOLLM2_135M_SHAPE = dict(
+SMOLLM2_135M_SHAPE: dict[str, Any] = dict(
     hidden_size=576,
     num_hidden_layers=30,
     num_attention_heads=9,
@@ -62,11 +62,12 @@ def _model() -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M_SHAPE)).eval()
+    model: Any = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M_SHAPE))
+    return model.eval()
 
 
 def _inputs(n: int, lo: int, hi: int, seed: int = 0) -> list[str]:
-    from _probes_fixtures import WORDS
+    from _probes_fixtures import WORDS  # type: ignore[import-not-found]
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
@@ -101,7 +102,7 @@ def run(
     """Run the benchmark and return its numbers (see the module docstring)."""
     import numpy as np
     import torch
-    from _probes_fixtures import tiny_tokenizer
+    from _probes_fixtures import tiny_tokenizer  # type: ignore[import-not-found]
 
     from probes.experts import likelihood_continuation
     from probes.extract import extract_activations
@@ -112,7 +113,7 @@ def run(
     lo, hi = (256, 384) if quick else (256, 512)
     tok = tiny_tokenizer()
     model = _model()
-    layer = layer if layer is not None else SMOLLM2_135M_SHAPE["num_hidden_layers"] - 1
+    layer = layer if layer is not None else int(SMOLLM2_135M_SHAPE["num_hidden_layers"]) - 1
     texts = _inputs(n, lo, hi)
     prompt = _prompt()
 
@@ -155,7 +156,7 @@ def run(
             results[name] = fn()
             times[name].append(time.perf_counter() - t0)
     input_tokens = int(results["extract"].n_tokens.sum())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in methods:
         sec = statistics.median(times[name])
         own = int(results[name].n_tokens.sum())
@@ -204,7 +205,8 @@ def _table(res: dict[str, Any]) -> str:
     cfg = res["config"]
     lines = [
         f"{res['model']}; {cfg['n']} inputs, {cfg['mean_input_tokens']:.0f} tokens on average, "
-        f"max_tokens {cfg['max_tokens']}, batch {cfg['batch_size']}, extraction layer {cfg['layer']}, {cfg['threads']} thread(s), "
+        f"max_tokens {cfg['max_tokens']}, batch {cfg['batch_size']}, "
+        f"extraction layer {cfg['layer']}, {cfg['threads']} thread(s), "
         f"median of {cfg['repeats']}",
         "",
         "| method | seconds | input tok/s | own tok/s | examples/s |",
