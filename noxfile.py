@@ -1,8 +1,9 @@
-"""Maintainer sessions: ``nox -s lint typecheck tests notebooks`` is what CI runs (see README)."""
+"""Maintainer sessions: CI runs ``nox -s lint typecheck tests notebooks bookcheck`` (see README)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests", "notebooks"]
+nox.options.sessions = ["lint", "typecheck", "tests", "notebooks", "bookcheck"]
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = str(ROOT / "constraints.txt")  # pins torch to the CPU build (no CUDA wheels)
@@ -92,14 +93,78 @@ def notebooks(session: nox.Session) -> None:
     )
 
 
+def quiet_kernel_env(session: nox.Session) -> dict[str, str]:
+    """An IPython profile whose kernels log only errors.
+
+    Without it every executed chapter prints ipykernel's "Kernel is running over TCP without
+    encryption" warning (the kernel listens on localhost only); myst-nb gives no way to pass
+    kernel options, so the setting goes in a private IPYTHONDIR.
+    """
+    profile = Path(session.create_tmp()) / "ipython" / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "ipython_kernel_config.py").write_text('c.IPKernelApp.log_level = "ERROR"\n')
+    return {"IPYTHONDIR": str(profile.parent)}
+
+
 @nox.session
 def book(session: nox.Session) -> None:
     """The main job: execute every chapter and build the HTML book offline (Jupyter Book 1)."""
     install(session, "book,probes")
     session.run(
-        "jupyter-book", "build", "book", "--all", "-W", "-n", "--keep-going", env=data_env()
+        "jupyter-book",
+        "build",
+        "book",
+        "--all",
+        "-W",
+        "-n",
+        "--keep-going",
+        env=data_env() | quiet_kernel_env(session),
     )
     session.log(f"book: {ROOT / 'book' / '_build' / 'html' / 'index.html'}")
+
+
+@nox.session
+def bookcheck(session: nox.Session) -> None:
+    """Build the HTML from the committed, executed chapters (no execution) and check every page.
+
+    book/check_pages.py opens each page in headless Chromium from the system packages
+    (``apt-get install chromium chromium-driver``; .ci/run installs them) and fails on raw TeX,
+    raw pipe tables, network scripts/stylesheets, broken images and text wider than the content
+    column; tests/test_book_check.py first shows it failing on a page broken on purpose. Without
+    Chromium it skips with a message, except with CI set. Options after ``--`` go to
+    check_pages.py (e.g. ``--screenshots DIR`` for full-page PNGs at 1280 px).
+    """
+    install(session, "book,bookcheck")
+    tmp = Path(session.create_tmp())
+    config = (ROOT / "book" / "_config.yml").read_text()
+    config, n = re.subn(r"(?m)^(\s*execute_notebooks:).*$", r'\1 "off"', config)
+    if n != 1:
+        session.error("book/_config.yml: no execute_notebooks line to switch off")
+    (tmp / "_config.yml").write_text(config)
+    out = tmp / "book"
+    session.run(
+        "jupyter-book",
+        "build",
+        "book",
+        "--all",
+        "--config",
+        str(tmp / "_config.yml"),
+        "--path-output",
+        str(out),
+        "-W",
+        "-n",
+        "--keep-going",
+        "-q",
+    )
+    ci = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+    env = {"BOOKCHECK_REQUIRE_BROWSER": "1"} if ci else {}
+    session.run(
+        "pytest", "--noconftest", "-p", "no:randomly", "-q", "tests/test_book_check.py", env=env
+    )
+    html = out / "_build" / "html"
+    session.run(
+        "python", "book/check_pages.py", str(html), "--notebooks", "book/chapters", *session.posargs
+    )
 
 
 @nox.session

@@ -350,10 +350,16 @@ def main(argv: list[str] | None = None) -> int:
         print(msg + "; SKIPPED the browser check", file=sys.stderr)
         return _summary(reports)
     start = time.perf_counter()
-    reports += check_pages(pages, html if html.is_dir() else html.parent, args.width,
-                           args.screenshots, args.math_timeout)
-    print(f"check_pages: {len(pages)} pages at {args.width} px in "
-          f"{time.perf_counter() - start:.1f} s")
+    reports += check_pages(
+        pages,
+        html if html.is_dir() else html.parent,
+        args.width,
+        args.screenshots,
+        args.math_timeout,
+    )
+    print(
+        f"check_pages: {len(pages)} pages at {args.width} px in {time.perf_counter() - start:.1f} s"
+    )
     return _summary(reports)
 
 

@@ -4,7 +4,8 @@
     python book/execute_chapters.py 01_guarantees   # chapters whose name contains a pattern
 
 Each notebook runs in its own folder with the current Python (the same environment nbval uses
-in CI), and the wall time of each chapter is printed.
+in CI), and the wall time of each chapter is printed. The kernel runs with log level ERROR, so its
+"running over TCP without encryption" warning (a local kernel on localhost) is not printed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def main(patterns: list[str]) -> None:
             "language": "python",
         }
         client = NotebookClient(
-            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(CHAPTERS)}}
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(CHAPTERS)}},
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
         client.execute()
         nbformat.write(nb, path)
