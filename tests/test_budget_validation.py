@@ -8,18 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from ctd_stats.cascade.budget_validation import (
-    _pareto_front_monotone,
-    calibrate_batch,
-    validate_budget_guarantee,
-    violation_tolerance,
-)
-from ctd_stats.cascade.delegation import (
+from ctd_stats.cascade import (
     budget_grid,
     calibrate_budget_only,
     calibrate_ctd,
     calibrate_plug_in,
     threshold_grid,
+)
+from ctd_stats.cascade.budget_validation import (
+    _pareto_front_monotone,
+    calibrate_batch,
+    validate_budget_guarantee,
+    violation_tolerance,
 )
 from ctd_stats.cascade.simulation import SimulationParameters, simulate_cascade
 from ctd_stats.pareto import pareto_front

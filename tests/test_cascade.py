@@ -69,13 +69,13 @@ probabilities = st.floats(0.0, 1.0, allow_nan=False)
 )
 def test_delegation_value_properties(rows: list[tuple[float, float, int]]) -> None:
     p, e, y = (np.array(c) for c in zip(*rows, strict=True))
-    v = delegation_value(p, e, y)
+    v = delegation_value(y, p, e)
     assert np.all(v >= -1.0) and np.all(v <= 1.0)
     # sign of v = who is closer to the label: positive iff the expert is strictly closer
     closer = np.abs(p - y) - np.abs(e - y)
     clear = np.abs(closer) > 1e-12  # the oracle itself rounds away subnormal differences
     assert np.array_equal(np.sign(v[clear]), np.sign(closer[clear]))
-    vb = delegation_value(p, e, y, kind="binary")
+    vb = delegation_value(y, p, e, kind="binary")
     probe_wrong = (p >= 0.5) != (y == 1)
     expert_right = (e >= 0.5) == (y == 1)
     assert np.array_equal(vb == 1.0, probe_wrong & expert_right)
@@ -86,7 +86,7 @@ def test_delegation_value_properties(rows: list[tuple[float, float, int]]) -> No
 
 def test_delegation_value_hand_example() -> None:
     # label 1: expert 0.9 vs probe 0.2 → +0.7; label 0: probe 0.1 vs expert 0.8 → −0.7
-    v = delegation_value([0.2, 0.1], [0.9, 0.8], [1, 0])
+    v = delegation_value([1, 0], [0.2, 0.1], [0.9, 0.8])
     assert np.allclose(v, [0.7, -0.7])
     assert delegation_capacity(v) == 0.5
 
@@ -98,14 +98,14 @@ def test_combine_and_metrics() -> None:
     d = np.array([True, False, True, False])
     assert np.allclose(combine_scores(p, e, d), [0.8, 0.6, 0.6, 0.9])
     assert np.allclose(combine_scores(p, e, d, merge="average"), [0.5, 0.6, 0.5, 0.9])
-    m = evaluate_cascade(p, e, y, d)
+    m = evaluate_cascade(y, p, e, d)
     # s = [0.8, 0.6, 0.6, 0.9]: predictions [1, 1, 1, 1] → 3 of 4 right
     assert m.accuracy == 0.75
     assert m.budget == 0.5
     # delegated v: (0.8 − 0.2) and (0.6 − 0.4)
     assert m.mean_value == pytest.approx(0.4)
     assert m.auroc == pytest.approx(brute_force_auroc(y, np.array([0.8, 0.6, 0.6, 0.9])))
-    none = evaluate_cascade(p, e, y, np.zeros(4, dtype=bool))
+    none = evaluate_cascade(y, p, e, np.zeros(4, dtype=bool))
     assert np.isnan(none.mean_value) and none.budget == 0.0
     # probe predictions [0, 1, 0, 1] vs labels [1, 0, 1, 1]: only the last is right
     assert float(accuracy(y, p)) == 0.25
@@ -117,9 +117,9 @@ def test_evaluate_cascades_stack_matches_single() -> None:
     p, e = rng.random(50), rng.random(50)
     y = (rng.random(50) < 0.5).astype(int)
     masks = rng.random((5, 50)) < 0.3
-    c = evaluate_cascades(p, e, y, masks)
+    c = evaluate_cascades(y, p, e, masks)
     for i in range(5):
-        one = evaluate_cascade(p, e, y, masks[i])
+        one = evaluate_cascade(y, p, e, masks[i])
         assert (c.auroc[i], c.accuracy[i], c.budget[i]) == pytest.approx(
             (one.auroc, one.accuracy, one.budget)
         )
@@ -127,17 +127,17 @@ def test_evaluate_cascades_stack_matches_single() -> None:
 
 def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="expert"):
-        delegation_value([0.1, 0.2], [0.3], [0, 1])
+        delegation_value([0, 1], [0.1, 0.2], [0.3])
     with pytest.raises(ValueError, match="labels"):
-        delegation_value([0.1, 0.2], [0.3, 0.4], [0, 2])
+        delegation_value([0, 2], [0.1, 0.2], [0.3, 0.4])
     with pytest.raises(ValueError, match="probe"):
-        delegation_value([1.2, 0.2], [0.3, 0.4], [0, 1])
+        delegation_value([0, 1], [1.2, 0.2], [0.3, 0.4])
     with pytest.raises(ValueError, match="expert"):
-        delegation_value([0.1, 0.2], [-0.3, 0.4], [0, 1])
+        delegation_value([0, 1], [0.1, 0.2], [-0.3, 0.4])
     with pytest.raises(ValueError, match="probe"):
-        delegation_value([np.nan, 0.2], [0.3, 0.4], [0, 1])
+        delegation_value([0, 1], [np.nan, 0.2], [0.3, 0.4])
     with pytest.raises(ValueError, match="kind"):
-        delegation_value([0.1], [0.2], [1], kind="ternary")  # type: ignore[arg-type]
+        delegation_value([1], [0.1], [0.2], kind="ternary")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="labels"):
         auroc([1, 1, 1], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="scores"):
@@ -149,7 +149,7 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="merge"):
         combine_scores([0.1], [0.3], [True], merge="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="delegated"):
-        evaluate_cascade([0.1, 0.9], [0.3, 0.4], [0, 1], [[True, False]])
+        evaluate_cascade([0, 1], [0.1, 0.9], [0.3, 0.4], [[True, False]])
     with pytest.raises(ValueError, match="dv"):
         CascadeTable.from_arrays(probe=[0.1, 0.2], expert=[0.3, 0.4], dv=[1.0], labels=[0, 1])
     with pytest.raises(ValueError, match="groups"):

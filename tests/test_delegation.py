@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ctd_stats.cascade.delegation import (
+from ctd_stats.cascade import (
     SETTINGS,
     CTDSettings,
     budget_grid,
@@ -227,15 +227,19 @@ def test_unc_calibrated_uses_calibration_reference() -> None:
     new = np.array([0.0, float(np.median(t.probe)), 1.0])
     u = uncertainty_score(new, reference=t.probe)
     assert np.allclose(c.signal_scores(new), u)
-    if c.threshold is not None:
-        assert np.array_equal(c.delegate(new), u > c.threshold)
+    assert np.array_equal(c.delegate(new), u > c.threshold)
 
 
 def test_no_certified_threshold_never_delegates() -> None:
     t = _cal(30, 1)
     # 30 points cannot certify a budget of 1 %: even zero delegations give p = 0.99^30 > δ
     c = calibrate_budget_only(scores=t.dv, alpha=0.01)
-    assert not c.found and c.threshold is None
+    # nothing certified: the safe threshold +inf, the reason and the sample size that would work
+    assert not c.found and c.threshold == float("inf") and c.index is None
+    assert c.reason is not None and c.reason.startswith("n: 30 test points")
+    assert c.min_n == 230  # smallest n with 0.99^n <= 0.1
+    assert 0.99**230 <= 0.1 < 0.99**229
+    assert repr(c).startswith("ThresholdCalibration(Budget-only LTT: NOT FOUND")
     assert not c.delegate(t.dv).any()
 
 

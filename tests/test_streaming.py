@@ -1,20 +1,22 @@
-"""Tests of ctd_stats.cascade.streaming: the one-at-a-time Delegator and the budget monitor."""
+"""Tests of the budget monitor (cascade.streaming) and the one-at-a-time Delegator."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from ctd_stats.cascade.delegation import calibrate_budget_only, calibrate_ctd, calibrate_uncertainty
-from ctd_stats.cascade.simulation import simulate_cascade
-from ctd_stats.cascade.streaming import (
+from ctd_stats import NO_ALARM
+from ctd_stats.cascade import (
     BudgetMonitor,
+    DelegationSession,
     Delegator,
     budget_log_eprocess,
+    calibrate_budget_only,
+    calibrate_ctd,
+    calibrate_uncertainty,
     first_alarm_times,
+    simulate_cascade,
 )
 
 
@@ -27,16 +29,23 @@ def test_e_process_hand_value() -> None:
 
 def test_update_and_run_agree() -> None:
     d = (np.random.default_rng(0).random(300) < 0.35).astype(int)
-    a, b = BudgetMonitor(0.3), BudgetMonitor(0.3)
-    steps = [a.update(int(x)) for x in d]
-    trace = b.run(d)
-    assert np.allclose([math.log(s.e_value) for s in steps], trace.log_e_values)
-    assert a.alarm_time == b.alarm_time
-    assert np.allclose(trace.log_e_values, budget_log_eprocess(d, 0.3))
-    # run() continues from the current state
-    c = BudgetMonitor(0.3)
-    c.run(d[:100])
-    assert np.allclose(c.run(d[100:]).log_e_values, trace.log_e_values[100:])
+    mon = BudgetMonitor(0.3)
+    state = mon.init()
+    steps = []
+    for x in d:
+        state, step = mon.update(state, int(x))
+        steps.append(step)
+    trace = mon.run(d)
+    assert np.array_equal([s.statistic for s in steps], trace.log_e_values)
+    assert state == trace.state
+    assert state.alarm_step == trace.alarm_step
+    assert [s.t for s in steps] == list(range(300))
+    assert np.array_equal(trace.log_e_values, budget_log_eprocess(d, 0.3))
+    # run() continues from a given state
+    first = mon.run(d[:100])
+    assert np.array_equal(
+        mon.run(d[100:], state=first.state).log_e_values, trace.log_e_values[100:]
+    )
 
 
 @pytest.mark.validity
@@ -44,7 +53,7 @@ def test_monitor_is_anytime_valid_at_the_boundary_of_the_null() -> None:
     """Streams delegating at exactly rate α: #ever-alarmed ≤ binom.ppf(1 − 1e−4, N, level)."""
     n_streams, length, alpha, level = 1000, 1000, 0.3, 0.05
     d = np.random.default_rng(1).random((n_streams, length)) < alpha
-    alarms = first_alarm_times(budget_log_eprocess(d, alpha), level) > 0
+    alarms = first_alarm_times(budget_log_eprocess(d, alpha), level) != NO_ALARM
     assert alarms.sum() <= stats.binom.ppf(1 - 1e-4, n_streams, level)
 
 
@@ -61,16 +70,16 @@ def test_naive_repeated_z_test_fails_the_same_check() -> None:
 
 def test_monitor_detects_an_excess_rate() -> None:
     d = np.random.default_rng(2).random((200, 2000)) < 0.4
-    first = first_alarm_times(budget_log_eprocess(d, 0.3), 0.05)
-    assert np.all(first > 0)
-    assert np.median(first) < 600
+    first = first_alarm_times(budget_log_eprocess(d, 0.3), 0.05)  # 0-based
+    assert np.all(first != NO_ALARM)
+    assert np.median(first + 1) < 600
 
 
 @pytest.mark.validity
 def test_delegator_end_to_end_no_alarm_then_alarm_under_shift() -> None:
     """Calibrate CTD once; exchangeable streams rarely alarm, a DV shift alarms promptly."""
     cal = simulate_cascade(800, seed=3)
-    c = calibrate_ctd(dv=cal.dv, probe=cal.probe, expert=cal.expert, labels=cal.labels, alpha=0.3)
+    c = calibrate_ctd(cal.labels, cal.probe, cal.expert, cal.dv, alpha=0.3)
     assert c.found
     n_streams, length, level = 400, 1500, 0.05
     same = simulate_cascade(n_streams * length, seed=4).dv.reshape(n_streams, length)
@@ -81,59 +90,78 @@ def test_delegator_end_to_end_no_alarm_then_alarm_under_shift() -> None:
     first_same = first_alarm_times(budget_log_eprocess(c.delegate(same), 0.3), level)
     first_shift = first_alarm_times(budget_log_eprocess(c.delegate(shifted), 0.3), level)
     # calibration succeeded (true rate ≤ α), so same-distribution streams are under the null
-    assert (first_same > 0).sum() <= stats.binom.ppf(1 - 1e-4, n_streams, level)
-    assert (first_shift > 0).mean() >= 0.95
-    assert np.median(first_shift[first_shift > 0]) < 1000
+    assert (first_same != NO_ALARM).sum() <= stats.binom.ppf(1 - 1e-4, n_streams, level)
+    assert (first_shift != NO_ALARM).mean() >= 0.95
+    assert np.median(first_shift[first_shift != NO_ALARM] + 1) < 1000
     # the Delegator (one input at a time) reproduces the vectorised alarm times
     for i in range(3):
-        _, trace = Delegator(c, level=level).decide_stream(shifted[i])
-        assert trace is not None
-        assert (trace.alarm_time or 0) == first_shift[i]
+        trace = Delegator(c, level=level).decide_stream(shifted[i])
+        assert trace.log_e_values is not None
+        assert (NO_ALARM if trace.alarm_step is None else trace.alarm_step) == first_shift[i]
 
 
 def test_decide_matches_decide_stream_and_policy() -> None:
     cal = simulate_cascade(600, seed=6)
-    c = calibrate_ctd(dv=cal.dv, probe=cal.probe, expert=cal.expert, labels=cal.labels, alpha=0.2)
-    stream = simulate_cascade(400, seed=7)
-    one = Delegator(c)
-    decisions = [one.decide(float(x)) for x in stream.dv]
-    batch, trace = Delegator(c).decide_stream(stream.dv)
-    assert np.array_equal([d.delegate for d in decisions], batch)
-    assert np.array_equal(batch, stream.dv > c.threshold)
-    assert trace is not None and (trace.alarm_time is None) == (not decisions[-1].alarm)
-    assert [d.t for d in decisions] == list(range(1, 401))
+    c = calibrate_ctd(cal.labels, cal.probe, cal.expert, cal.dv, alpha=0.2)
+    stream = simulate_cascade(400, seed=7, dv_offset=0.3)
+    session = DelegationSession(Delegator(c))
+    steps = [session.decide(float(x)) for x in stream.dv]
+    trace = Delegator(c).decide_stream(stream.dv)
+    assert np.array_equal([s.delegated for s in steps], trace.delegated)
+    assert np.array_equal(trace.delegated, stream.dv > c.threshold)
+    assert trace.log_e_values is not None
+    assert np.array_equal([s.statistic for s in steps], trace.log_e_values)
+    assert steps[-1].alarm_step == trace.alarm_step and session.state == trace.state
+    assert [s.t for s in steps] == list(range(400))
+    assert session.needs_recalibration == trace.alarmed
 
 
 def test_unc_calibrated_delegator_takes_probe_scores() -> None:
     cal = simulate_cascade(600, seed=8)
-    c = calibrate_uncertainty(probe=cal.probe, expert=cal.expert, labels=cal.labels, alpha=0.3)
+    c = calibrate_uncertainty(cal.labels, cal.probe, cal.expert, alpha=0.3)
     dl = Delegator(c, monitor=False)
     p = float(np.median(cal.probe))
-    dec = dl.decide(p)
-    assert dec.delegate == bool(c.delegate(np.array([p]))[0])
-    assert dec.e_value == 1.0 and not dec.alarm
+    _, step = dl.update(dl.init(), p)
+    assert step.delegated == bool(c.delegate(np.array([p]))[0])
+    assert step.statistic == 0.0 and not step.alarm
     with pytest.raises(ValueError, match="score"):
-        dl.decide(1.5)
+        dl.update(dl.init(), 1.5)
+    # the scalar path (bisect) and the vectorised path (searchsorted) agree exactly
+    probes = simulate_cascade(2000, seed=9).probe
+    trace = Delegator(c).decide_stream(probes)
+    session = DelegationSession(Delegator(c))
+    steps = [session.decide(float(x)) for x in probes]
+    assert np.array_equal([s.delegated for s in steps], trace.delegated)
+    assert np.array_equal([s.statistic for s in steps], trace.log_e_values)  # type: ignore[arg-type]
 
 
 def test_no_threshold_never_delegates_and_never_alarms() -> None:
     cal = simulate_cascade(30, seed=1)
-    c = calibrate_budget_only(scores=cal.dv, alpha=0.01)
+    c = calibrate_budget_only(cal.dv, alpha=0.01)
     assert not c.found
+    trace = Delegator(c).decide_stream(simulate_cascade(500, seed=2).dv)
+    assert not trace.delegated.any() and trace.log_e_values is not None and not trace.alarmed
+
+
+def test_budget_of_one_has_no_monitor() -> None:
+    cal = simulate_cascade(200, seed=1)
+    c = calibrate_budget_only(cal.dv, alpha=1.0)
     dl = Delegator(c)
-    d, trace = dl.decide_stream(simulate_cascade(500, seed=2).dv)
-    assert not d.any() and trace is not None and not trace.alarmed
+    assert dl.monitor is None
+    trace = dl.decide_stream(cal.dv)
+    assert trace.log_e_values is None and trace.delegated.all()
 
 
 def test_output_combines_scores() -> None:
     cal = simulate_cascade(600, seed=6)
-    c = calibrate_ctd(dv=cal.dv, probe=cal.probe, expert=cal.expert, labels=cal.labels, alpha=0.2)
+    c = calibrate_ctd(cal.labels, cal.probe, cal.expert, cal.dv, alpha=0.2)
     dl = Delegator(c, monitor=False)
-    hi = dl.decide(float(cal.dv.max()) + 1.0)
-    lo = dl.decide(float(cal.dv.min()) - 1.0)
-    assert hi.delegate and not lo.delegate
+    state = dl.init()
+    state, hi = dl.update(state, float(cal.dv.max()) + 1.0)
+    state, lo = dl.update(state, float(cal.dv.min()) - 1.0)
+    assert hi.delegated and not lo.delegated
     assert dl.output(0.2, 0.9, hi) == 0.9
-    assert dl.output(0.2, 0.9, hi, merge="average") == pytest.approx(0.55)
+    assert dl.output(0.2, 0.9, True, merge="average") == pytest.approx(0.55)
     assert dl.output(0.2, None, lo) == 0.2
     with pytest.raises(ValueError, match="expert"):
         dl.output(0.2, None, hi)
@@ -152,17 +180,21 @@ def test_bad_inputs() -> None:
         BudgetMonitor(0.3, max_bet_fraction=1.0)
     m = BudgetMonitor(0.3)
     with pytest.raises(ValueError, match="delegated"):
-        m.update(2)
+        m.update(m.init(), 2)
+    with pytest.raises(TypeError, match="state"):
+        m.update(None, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="delegated"):
         m.run([0, 1, 3])
     with pytest.raises(ValueError, match="delegated"):
         budget_log_eprocess([0.5], 0.3)
     cal = simulate_cascade(300, seed=0)
-    c = calibrate_ctd(dv=cal.dv, probe=cal.probe, expert=cal.expert, labels=cal.labels, alpha=0.3)
+    c = calibrate_ctd(cal.labels, cal.probe, cal.expert, cal.dv, alpha=0.3)
     dl = Delegator(c)
     with pytest.raises(ValueError, match="score"):
-        dl.decide(float("nan"))
+        dl.update(dl.init(), float("nan"))
     with pytest.raises(TypeError, match="score"):
-        dl.decide("0.3")  # type: ignore[arg-type]
+        dl.update(dl.init(), "0.3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="calibration"):
         Delegator(0.3)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        dl.monitor = None  # type: ignore[misc]

@@ -1,4 +1,4 @@
-"""Empirical validation of the CTD budget guarantee (paper App. D), vectorised.
+"""Empirical validation of the CTD budget guarantee (CTD paper App. D), vectorised.
 
 The guarantee of budget-only LTT and of Pareto-LTT is P(R_B(τ̂) > α) ≤ δ over the calibration
 data. App. D checks it by re-splitting a fixed table R times into calibration / evaluation halves,
@@ -13,12 +13,13 @@ CDF call; fixed-sequence testing is the first failure found by ``argmax`` on a b
 Pareto fronts of all re-splits are one broadcast comparison. R = 500 re-splits × 20 budgets run
 in well under a second (see ``bench/bench_cascade.py``).
 
-Conventions (as the reference code, SPEC §5): re-split r uses ``default_rng(seed + r)`` for the
-calibration / evaluation permutation (first ``calib_fraction`` = calibration) and again
-``default_rng(seed + r)`` for the opt / ht permutation of the calibration half (first
-``opt_fraction`` = opt). Budget-only LTT and the plug-in use the whole calibration half. A re-split
-where no threshold is certified never delegates (realised budget 0, no violation); the reference
-code instead drops such re-splits from the denominator — both rates are reported.
+Conventions (as the reference code, CTD paper §5.1 / App. D): re-split r uses
+``default_rng(seed + r)`` for the calibration / evaluation permutation (first ``calib_fraction``
+= calibration) and again ``default_rng(seed + r)`` for the opt / ht permutation of the
+calibration half (first ``opt_fraction`` = opt). Budget-only LTT and the plug-in use the whole
+calibration half. A re-split where no threshold is certified never delegates (realised budget 0,
+no violation); the reference code instead drops such re-splits from the denominator — both
+rates are reported.
 """
 
 from __future__ import annotations
@@ -40,8 +41,16 @@ from .._validation import (
     check_level,
     check_positive_int,
 )
-from .delegation import PERFORMANCE_RISKS, PerformanceRisk, check_budget, threshold_grid
+from ._repr import summarise
 from .metrics import MERGES, CascadeTable, Merge
+from .signals import (
+    PERFORMANCE_RISKS,
+    PerformanceRisk,
+    _budget_pvalues,
+    _threshold_grid,
+    check_budget,
+    check_grid,
+)
 
 __all__ = [
     "VALIDATION_METHODS",
@@ -59,7 +68,7 @@ VALIDATION_METHODS: Final[tuple[str, ...]] = ("budget_only", "pareto", "plug_in"
 def violation_tolerance(n_runs: int, delta: float, *, confidence: float = 1e-4) -> int:
     """Largest violation count compatible with a valid guarantee: binom.ppf(1 − c, R, δ).
 
-    A valid procedure exceeds it with probability ≤ ``confidence`` (SPEC §8 recipe).
+    A valid procedure exceeds it with probability ≤ ``confidence``.
     """
     n_runs = check_positive_int(n_runs, "n_runs")
     delta = check_level(delta, "delta")
@@ -82,6 +91,17 @@ class BatchCalibration:
     budget_only: IntArray
     pareto: IntArray
     plug_in: IntArray
+
+    def __repr__(self) -> str:
+        a, r = self.budget_only.shape
+        found = ", ".join(
+            f"{name} {int((getattr(self, name) >= 0).sum())}"
+            for name in ("budget_only", "pareto", "plug_in")
+        )
+        return (
+            f"BatchCalibration({a} budgets x {r} calibration sets, delta={self.delta}; "
+            f"found: {found} of {a * r})"
+        )
 
 
 def _grid_positions(scores: FloatArray, grid: FloatArray) -> IntArray:
@@ -135,17 +155,16 @@ def _first_fail_prefix(passed_rev: BoolArray, tested_rev: BoolArray) -> BoolArra
 def _pvalue_pass(
     counts: FloatArray, n: int, alphas: FloatArray, delta: float, strict: bool
 ) -> BoolArray:
-    """(A, R, m) mask of binomial p-value ≤ δ (or < δ) for H0: budget > α; α = 1 always passes.
+    """(A, R, m) mask of binomial p-value ≤ δ (or < δ) for H0: budget > α.
 
     The p-value P(Bin(n, α) ≤ k) increases with k, so it passes exactly for k ≤ k_max(α): one
     CDF evaluation per possible count (A × (n + 1)) instead of one per (budget, row, threshold).
+    The p-values are :func:`~ctd_stats.cascade.signals._budget_pvalues` (which decides α = 1).
     """
     k = np.arange(n + 1)
-    a = np.minimum(alphas, 1.0)[:, None]
-    cdf = stats.binom.cdf(k[None, :], n, a)
+    cdf = np.stack([_budget_pvalues(k, n, float(a)) for a in alphas])
     ok = np.asarray(cdf < delta) if strict else np.asarray(cdf <= delta)
     k_max = ok.sum(axis=1) - 1  # −1: not even k = 0 passes
-    k_max = np.where(alphas >= 1.0, n, k_max)
     return np.asarray(counts[None, :, :] <= k_max[:, None, None])
 
 
@@ -175,11 +194,11 @@ def _pareto_front_monotone(budget: FloatArray, perf: FloatArray) -> BoolArray:
 
 
 def calibrate_batch(
-    *,
-    dv: ArrayLike,
+    labels: ArrayLike,
     probe: ArrayLike,
     expert: ArrayLike,
-    labels: ArrayLike,
+    dv: ArrayLike,
+    *,
     n_opt: int,
     grid: ArrayLike,
     alphas: ArrayLike,
@@ -193,30 +212,51 @@ def calibrate_batch(
     Inputs have shape (R, n_cal): one calibration set per row. For Pareto-LTT the first
     ``n_opt`` columns of each row are its opt split and the rest its ht split; budget-only LTT
     and the plug-in use the whole row. Returns, per budget and row, the chosen grid index —
-    exactly what :func:`~ctd_stats.delegation.calibrate_ctd`,
-    :func:`~ctd_stats.delegation.calibrate_budget_only` and
-    :func:`~ctd_stats.delegation.calibrate_plug_in` would choose row by row.
+    exactly what :func:`~ctd_stats.cascade.calibrate_ctd`,
+    :func:`~ctd_stats.cascade.calibrate_budget_only` and
+    :func:`~ctd_stats.cascade.calibrate_plug_in` would choose row by row.
     """
-    d = as_float_array(dv, "dv", ndim=2)
+    y = as_binary_array(labels, "labels", ndim=2)
     p = as_float_array(probe, "probe", ndim=2, low=0.0, high=1.0)
     e = as_float_array(expert, "expert", ndim=2, low=0.0, high=1.0)
-    y = as_binary_array(labels, "labels", ndim=2)
-    for name, arr in (("probe", p), ("expert", e), ("labels", y)):
-        if arr.shape != d.shape:
-            raise ValueError(f"{name}: shape {arr.shape} does not match dv {d.shape}")
+    d = as_float_array(dv, "dv", ndim=2)
+    for name, arr in (("probe", p), ("expert", e), ("dv", d)):
+        if arr.shape != y.shape:
+            raise ValueError(f"{name}: shape {arr.shape} does not match labels {y.shape}")
     _r, n_cal = d.shape
     n_opt = check_positive_int(n_opt, "n_opt")
     if n_opt >= n_cal:
         raise ValueError(f"n_opt: must be < the calibration size {n_cal}, got {n_opt}")
-    g = as_float_array(grid, "grid", ndim=1)
-    if g.size > 1 and not bool(np.all(np.diff(g) > 0)):
-        raise ValueError("grid: must be strictly increasing")
-    a = np.atleast_1d(as_float_array(alphas, "alphas", ndim=(0, 1)))
-    for x in a:
-        check_budget(float(x), "alphas")
+    g = check_grid(grid)
+    a = _check_alphas(alphas)
     delta = check_level(delta, "delta")
     check_choice(performance, "performance", PERFORMANCE_RISKS)
     check_choice(merge, "merge", MERGES)
+    return _calibrate_batch(y, p, e, d, n_opt, g, a, delta, performance, merge, bool(strict))
+
+
+def _check_alphas(alphas: ArrayLike) -> FloatArray:
+    a = np.atleast_1d(as_float_array(alphas, "alphas", ndim=(0, 1)))
+    for x in a:
+        check_budget(float(x), "alphas")
+    return a
+
+
+def _calibrate_batch(
+    y: IntArray,
+    p: FloatArray,
+    e: FloatArray,
+    d: FloatArray,
+    n_opt: int,
+    g: FloatArray,
+    a: FloatArray,
+    delta: float,
+    performance: str,
+    merge: str,
+    strict: bool,
+) -> BatchCalibration:
+    """Kernel of :func:`calibrate_batch` (validated inputs)."""
+    n_cal = d.shape[1]
     m = g.size
     n_ht = n_cal - n_opt
 
@@ -287,6 +327,17 @@ class MethodValidation:
     population_budget: FloatArray
     population_violations: IntArray
 
+    def __repr__(self) -> str:
+        a, r = self.index.shape
+        return "\n".join(
+            [
+                f"MethodValidation({self.method}: {a} budgets x {r} re-splits, "
+                f"{int(self.found.sum())} of {a * r} found)",
+                "  " + summarise("violation_rate", self.violation_rate),
+                "  " + summarise("population_violations", self.population_violations),
+            ]
+        )
+
 
 @dataclass(frozen=True)
 class BudgetValidationResult:
@@ -321,6 +372,24 @@ class BudgetValidationResult:
     pareto: MethodValidation
     plug_in: MethodValidation
     tolerance: int
+
+    def __repr__(self) -> str:
+        def worst(m: MethodValidation) -> str:
+            v = int(m.population_violations.max())
+            ok = "within" if v <= self.tolerance else "ABOVE"
+            return f"{m.method}: max {v} population violations ({ok} tolerance)"
+
+        return "\n".join(
+            [
+                f"BudgetValidationResult({self.alphas.size} budgets x {self.n_resplits} re-splits, "
+                f"delta={self.delta}, tolerance={self.tolerance} violations)",
+                f"  n_calibration={self.n_calibration} (opt {self.n_opt}), "
+                f"n_evaluation={self.n_evaluation}, grid of {self.grid.size}",
+                f"  {worst(self.budget_only)}",
+                f"  {worst(self.pareto)}",
+                f"  {worst(self.plug_in)} [no guarantee]",
+            ]
+        )
 
     def method(self, name: str) -> MethodValidation:
         """The results of ``"budget_only"``, ``"pareto"`` or ``"plug_in"``."""
@@ -376,12 +445,16 @@ def validate_budget_guarantee(
     merge: Merge = "replace",
     strict: bool = False,
 ) -> BudgetValidationResult:
-    """Re-split ``table`` ``n_resplits`` times and measure budget violations (paper App. D).
+    """Re-split ``table`` ``n_resplits`` times and measure budget violations (CTD paper App. D).
 
     ``grid`` defaults to 100 thresholds over the DV scores of the whole table (reference).
     """
     if not isinstance(table, CascadeTable):
         raise TypeError(f"table: expected a CascadeTable, got {type(table).__name__}")
+    a = _check_alphas(alphas)
+    delta = check_level(delta, "delta")
+    check_choice(performance, "performance", PERFORMANCE_RISKS)
+    check_choice(merge, "merge", MERGES)
     n_resplits = check_positive_int(n_resplits, "n_resplits")
     calib_fraction = check_level(calib_fraction, "calib_fraction")
     opt_fraction = check_level(opt_fraction, "opt_fraction")
@@ -390,7 +463,7 @@ def validate_budget_guarantee(
     n_opt = int(opt_fraction * n_cal)
     if n_cal < 2 or n_cal >= n or n_opt < 1 or n_opt >= n_cal:
         raise ValueError(f"table: {n} rows are too few for the requested splits")
-    g = threshold_grid(table.dv) if grid is None else as_float_array(grid, "grid", ndim=1)
+    g = _threshold_grid(table.dv) if grid is None else check_grid(grid)
     cal_rows = np.empty((n_resplits, n_cal), dtype=np.int64)
     eval_rows = np.empty((n_resplits, n - n_cal), dtype=np.int64)
     for r in range(n_resplits):
@@ -398,18 +471,18 @@ def validate_budget_guarantee(
         sub = np.random.default_rng(seed + r).permutation(n_cal)
         cal_rows[r] = perm[:n_cal][sub]
         eval_rows[r] = perm[n_cal:]
-    batch = calibrate_batch(
-        dv=table.dv[cal_rows],
-        probe=table.probe[cal_rows],
-        expert=table.expert[cal_rows],
-        labels=table.labels[cal_rows],
-        n_opt=n_opt,
-        grid=g,
-        alphas=alphas,
-        delta=delta,
-        performance=performance,
-        merge=merge,
-        strict=strict,
+    batch = _calibrate_batch(
+        table.labels[cal_rows],
+        table.probe[cal_rows],
+        table.expert[cal_rows],
+        table.dv[cal_rows],
+        n_opt,
+        g,
+        a,
+        delta,
+        performance,
+        merge,
+        bool(strict),
     )
     counts_eval = _counts_above(_grid_positions(table.dv[eval_rows], batch.grid), batch.grid.size)
     n_eval = n - n_cal

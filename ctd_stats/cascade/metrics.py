@@ -1,4 +1,4 @@
-"""Probe–expert cascades: delegation values, score combination and cascade metrics (SPEC §5).
+"""Probe–expert cascades: delegation values, score combination and cascade metrics (CTD §3, §5).
 
 A cascade scores every input with a cheap probe p(x) ∈ [0, 1] and, for the inputs a delegation
 policy routes to it, with an expensive expert e(x) ∈ [0, 1]. Labels are y ∈ {0, 1} (1 = unsafe /
@@ -11,7 +11,7 @@ high-stakes). This module holds the pieces that do not depend on *how* delegatio
   (``"average"``), its AUROC (ties count ½, as in the Mann–Whitney / rank formula), its accuracy
   at the 0.5 cut (prediction = s ≥ 0.5) and the realised budget = mean(delegated);
 * :class:`CascadeTable`, a validated table of (probe, expert, DV score, label, group) rows that
-  the sweep (:mod:`ctd_stats.delegation`), the budget validation and the simulator exchange.
+  the sweep (:mod:`ctd_stats.cascade.sweep`), the budget validation and the simulator exchange.
 
 Everything is vectorised: a delegation mask may be one row (n,) or many rows (m, n) — one per
 candidate threshold — and the metrics are then computed for every row at once.
@@ -34,6 +34,7 @@ from .._validation import (
     as_float_array,
     check_choice,
 )
+from ._repr import summarise
 
 __all__ = [
     "MERGES",
@@ -77,22 +78,27 @@ def _mask(value: ArrayLike, name: str) -> BoolArray:
 
 
 def delegation_value(
-    probe: ArrayLike, expert: ArrayLike, labels: ArrayLike, *, kind: ValueKind = "continuous"
+    labels: ArrayLike, probe: ArrayLike, expert: ArrayLike, *, kind: ValueKind = "continuous"
 ) -> FloatArray:
-    """Delegation value of each input: how much calling the expert helps.
+    """Delegation value of each input: how much calling the expert helps (CTD paper §3).
 
-    ``kind="continuous"`` (paper eq. 6): v = P_e(y|x) − P_p(y|x) = (2y − 1)(e − p) ∈ [−1, 1];
+    ``kind="continuous"`` (CTD paper Eq. 6): v = P_e(y|x) − P_p(y|x) = (2y − 1)(e − p) ∈ [−1, 1];
     v > 0 exactly when the expert's score is closer to the label than the probe's.
-    ``kind="binary"`` (paper App. A): v = 1[probe wrong ∧ expert right], with "right" meaning
+    ``kind="binary"`` (CTD paper App. A): v = 1[probe wrong ∧ expert right], with "right" meaning
     (score ≥ 0.5) == y.
 
     Raises ``ValueError`` for scores outside [0, 1], labels not in {0, 1} or length mismatches.
     """
     check_choice(kind, "kind", VALUE_KINDS)
+    y = as_binary_array(labels, "labels")
     p = _probabilities(probe, "probe")
     e = _probabilities(expert, "expert")
-    y = as_binary_array(labels, "labels")
     _same_length(p, e, y)
+    return _values(y, p, e, kind)
+
+
+def _values(y: IntArray, p: FloatArray, e: FloatArray, kind: str = "continuous") -> FloatArray:
+    """Kernel of :func:`delegation_value` (validated inputs)."""
     if kind == "continuous":
         out: FloatArray = (2.0 * y - 1.0) * (e - p)
         return out
@@ -205,6 +211,12 @@ class CascadeMetrics:
     budget: float
     mean_value: float
 
+    def __repr__(self) -> str:
+        return (
+            f"CascadeMetrics(auroc={self.auroc:.4f}, accuracy={self.accuracy:.4f}, "
+            f"budget={self.budget:.4f}, mean_value={self.mean_value:.4f})"
+        )
+
 
 @dataclass(frozen=True)
 class CascadeCurves:
@@ -215,26 +227,43 @@ class CascadeCurves:
     budget: FloatArray
     mean_value: FloatArray
 
+    def __repr__(self) -> str:
+        return f"CascadeCurves({self.auroc.size} cascades: {summarise('budget', self.budget)})"
+
 
 def evaluate_cascades(
+    labels: ArrayLike,
     probe: ArrayLike,
     expert: ArrayLike,
-    labels: ArrayLike,
     delegated: ArrayLike,
     *,
     merge: Merge = "replace",
 ) -> CascadeCurves:
     """AUROC, accuracy, budget and mean delegated v for a stack of masks (m, n) at once."""
+    check_choice(merge, "merge", MERGES)
+    y = as_binary_array(labels, "labels")
     p = _probabilities(probe, "probe")
     e = _probabilities(expert, "expert")
-    y = as_binary_array(labels, "labels")
     _same_length(p, e, y)
     d = _mask(delegated, "delegated")
-    d2 = d[None, :] if d.ndim == 1 else d
-    s = combine_scores(p, e, d2, merge=merge)
+    if d.shape[-1] != p.size:
+        raise ValueError(f"delegated: length {d.shape[-1]} does not match probe (length {p.size})")
+    _both_classes(y)
+    return _evaluate(y, p, e, d[None, :] if d.ndim == 1 else d, merge)
+
+
+def _both_classes(y: IntArray) -> None:
     n1 = int(y.sum())
     if n1 == 0 or n1 == y.size:
         raise ValueError("labels: AUROC needs both classes (0 and 1) to be present")
+
+
+def _evaluate(
+    y: IntArray, p: FloatArray, e: FloatArray, d2: BoolArray, merge: str
+) -> CascadeCurves:
+    """Kernel of :func:`evaluate_cascades`: validated inputs, masks (m, n), both classes."""
+    other = e if merge == "replace" else 0.5 * (p + e)
+    s = np.where(d2, other, p)
     v = (2.0 * y - 1.0) * (e - p)
     k = d2.sum(axis=-1)
     vsum = (d2 * v).sum(axis=-1)
@@ -248,10 +277,19 @@ def evaluate_cascades(
     )
 
 
+def _metrics(curves: CascadeCurves, i: int = 0) -> CascadeMetrics:
+    return CascadeMetrics(
+        auroc=float(curves.auroc[i]),
+        accuracy=float(curves.accuracy[i]),
+        budget=float(curves.budget[i]),
+        mean_value=float(curves.mean_value[i]),
+    )
+
+
 def evaluate_cascade(
+    labels: ArrayLike,
     probe: ArrayLike,
     expert: ArrayLike,
-    labels: ArrayLike,
     delegated: ArrayLike,
     *,
     merge: Merge = "replace",
@@ -260,13 +298,7 @@ def evaluate_cascade(
     d = _mask(delegated, "delegated")
     if d.ndim != 1:
         raise ValueError(f"delegated: expected one mask of shape (n,), got shape {d.shape}")
-    c = evaluate_cascades(probe, expert, labels, d, merge=merge)
-    return CascadeMetrics(
-        auroc=float(c.auroc[0]),
-        accuracy=float(c.accuracy[0]),
-        budget=float(c.budget[0]),
-        mean_value=float(c.mean_value[0]),
-    )
+    return _metrics(evaluate_cascades(labels, probe, expert, d, merge=merge))
 
 
 @dataclass(frozen=True)
@@ -327,7 +359,8 @@ class CascadeTable:
 
     def values(self, *, kind: ValueKind = "continuous") -> FloatArray:
         """The true delegation values v of every row (see :func:`delegation_value`)."""
-        return delegation_value(self.probe, self.expert, self.labels, kind=kind)
+        check_choice(kind, "kind", VALUE_KINDS)
+        return _values(self.labels, self.probe, self.expert, kind)
 
     def take(self, index: ArrayLike) -> CascadeTable:
         """The rows at ``index`` (an integer index array), as a new table."""

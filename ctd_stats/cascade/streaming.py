@@ -1,51 +1,53 @@
-"""Streaming deployment of a calibrated delegation policy, with an anytime-valid budget monitor.
+"""Anytime-valid monitor of the deployed delegation rate (beyond the CTD paper).
 
-:class:`Delegator` applies a calibrated threshold (:class:`~ctd_stats.delegation.
-ThresholdCalibration`) to ONE input at a time — no batch statistics — so it can run on a stream.
-
-Beyond the paper: the calibration guarantee (P(true rate ≤ α) ≥ 1 − δ) holds only while the
-deployment stream is exchangeable with the calibration data. :class:`BudgetMonitor` watches the
-realised delegation indicators D_t ∈ {0, 1} and raises an alarm when the data show that the
+The calibration guarantee P(true rate ≤ α) ≥ 1 − δ (CTD paper §4.2, problem (5)) holds only
+while the deployment stream is exchangeable with the calibration data. :class:`BudgetMonitor`
+watches the realised delegation indicators D_t ∈ {0, 1} and alarms when the data show that the
 delegation rate exceeds α — e.g. after a distribution shift — so the user knows to recalibrate.
 
-The monitor is the package's betting e-process (:mod:`ctd_stats.betting`) for
-H0: E[D_t | past] ≤ α for every t: the wealth K_t = Π_{s ≤ t} (1 + λ_s (D_s − α)) with
-predictable bets λ_s ∈ [0, c/α] (c < 1) is a non-negative supermartingale under H0, so by Ville's
-inequality P_H0(∃ t: K_t ≥ 1/level) ≤ level, at any stopping time and for streams of any length.
-The default bet is the online Newton step (``strategy="ons"``); ``"agrapa"`` and ``"fixed"`` are
-available. Everything is computed in log space.
+It is the package's betting e-process (:mod:`ctd_stats.online.betting`; Waudby-Smith & Ramdas
+2024, as used for risk monitoring in the monitoring paper) for H0: E[D_t | past] ≤ α at every t:
+the wealth K_t = Π_{s ≤ t} (1 + λ_s (D_s − α)) with predictable bets λ_s ∈ [0, c/α] (c < 1) is a
+non-negative supermartingale under H0, so by Ville's inequality P_H0(∃ t: K_t ≥ 1/level) ≤ level,
+at any stopping time and for streams of any length. The default bet is the online Newton step
+(``strategy="ons"``); ``"agrapa"`` and ``"fixed"`` are available. Everything is in log space.
 
-Composition of guarantees: the monitor's null holds whenever calibration succeeded (probability
-≥ 1 − δ) and the stream is exchangeable with the calibration data, so on such streams it alarms
-with probability ≤ level + δ overall.
+Composition: the monitor's null holds whenever calibration succeeded (probability ≥ 1 − δ) and
+the stream is exchangeable with the calibration data, so on such streams it alarms with
+probability ≤ level + δ overall.
+
+Streaming protocol (:mod:`ctd_stats._streaming`): ``state = monitor.init()``,
+``state, step = monitor.update(state, d)``; the state serialises exactly (``to_json``). Alarm
+times are 0-based step indices (``NO_ALARM = -1`` in arrays, ``None`` in scalars).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._serialize import JSONSerializable
+from .._streaming import NO_ALARM, Step
 from .._validation import (
-    BoolArray,
     FloatArray,
     IntArray,
     as_binary_array,
     as_float_array,
+    check_choice,
     check_level,
 )
-from ..online.betting import BET_STRATEGIES, BettingMonitor, BettingState, betting_eprocess
-from .delegation import ThresholdCalibration, check_budget
-from .metrics import MERGES, Merge
+from ..online.betting import BET_STRATEGIES, betting_eprocess
+from ._bet import bet_path, first_bet, log_wealth_path
+from ._repr import fmt, summarise
+from .signals import check_budget
 
 __all__ = [
     "BudgetMonitor",
+    "BudgetMonitorState",
     "BudgetMonitorTrace",
-    "Decision",
-    "Delegator",
-    "MonitorStep",
     "budget_log_eprocess",
     "first_alarm_times",
 ]
@@ -69,7 +71,8 @@ def budget_log_eprocess(
     """log K_t of the budget e-process along the last axis of ``delegated`` ((T,) or (N, T)).
 
     Under H0 (conditional delegation rate ≤ α at every step) P(∃ t: K_t ≥ 1/a) ≤ a for every
-    a ∈ (0, 1). A thin wrapper of :func:`ctd_stats.betting.betting_eprocess` for 0/1 indicators.
+    a ∈ (0, 1). A thin wrapper of :func:`ctd_stats.online.betting.betting_eprocess` for 0/1
+    indicators (vectorised over many streams).
     """
     alpha = _check_alpha(alpha)
     d = as_binary_array(delegated, "delegated", ndim=(1, 2)).astype(np.float64)
@@ -80,55 +83,91 @@ def budget_log_eprocess(
         max_bet_fraction=max_bet_fraction,
         fixed_fraction=fixed_fraction,
     )
-    return path.log_wealth
+    return np.asarray(path.log_wealth, dtype=np.float64)
 
 
 def first_alarm_times(log_e_values: ArrayLike, level: float) -> IntArray:
-    """First 1-based time with K_t ≥ 1/level along the last axis (0 = never alarmed)."""
+    """First 0-based step with K_t ≥ 1/level along the last axis (``NO_ALARM = -1``: never)."""
     level = check_level(level, "level")
     log_e = as_float_array(log_e_values, "log_e_values", ndim=(1, 2), finite=False)
     hit = log_e >= -math.log(level)
-    return np.where(hit.any(axis=-1), np.argmax(hit, axis=-1) + 1, 0).astype(np.int64)
+    return np.where(hit.any(axis=-1), np.argmax(hit, axis=-1), NO_ALARM).astype(np.int64)
 
 
 @dataclass(frozen=True)
-class MonitorStep:
-    """The budget monitor after one update.
+class BudgetMonitorState(JSONSerializable):
+    """The budget monitor after ``t`` indicators (everything the next bet needs).
 
-    ``e_value`` = K_t; ``alarm`` is True from the first t with K_t ≥ 1/level on (it latches);
-    ``rate`` is the running delegation rate.
+    ``log_wealth`` = log K_t; ``alarm_step`` the 0-based step of the first alarm (``None``
+    while there is none; alarms latch); ``n_delegated`` the number of delegations so far.
     """
 
     t: int
-    e_value: float
-    alarm: bool
-    rate: float
+    log_wealth: float
+    next_bet: float
+    sum_x: float
+    sum_sq_dev: float
+    ons_a: float
+    n_delegated: int
+    alarm_step: int | None
+
+    _json_guarantee = (
+        "State of an anytime-valid budget monitor (betting e-process, Ville's inequality): "
+        "restoring it and continuing gives exactly the e-values of an uninterrupted run."
+    )
+
+    @property
+    def alarmed(self) -> bool:
+        return self.alarm_step is not None
+
+    @property
+    def rate(self) -> float:
+        """Running delegation rate (NaN before the first input)."""
+        return self.n_delegated / self.t if self.t else math.nan
+
+    def __repr__(self) -> str:
+        alarm = "no alarm" if self.alarm_step is None else f"ALARM at step {self.alarm_step}"
+        return (
+            f"BudgetMonitorState({alarm}; t={self.t}, log_wealth={fmt(self.log_wealth)}, "
+            f"n_delegated={self.n_delegated})"
+        )
 
 
 @dataclass(frozen=True)
 class BudgetMonitorTrace:
-    """A stretch of stream processed at once.
+    """A stretch of stream processed at once by :meth:`BudgetMonitor.run`.
 
     Attributes
     ----------
     log_e_values
         log K_t for the processed steps.
-    alarm_time
-        First t (1-based, counted from the monitor's start) with K_t ≥ 1/level, or ``None``.
+    alarm_step
+        0-based step (counted from the monitor's start) of the first alarm, or ``None``.
     alpha, level
         Budget and error level: P_H0(alarm ever) ≤ level.
+    state
+        The monitor state after the stretch (pass it on to continue).
     """
 
     log_e_values: FloatArray
-    alarm_time: int | None
+    alarm_step: int | None
     alpha: float
     level: float
+    state: BudgetMonitorState
 
     @property
     def alarmed(self) -> bool:
-        return self.alarm_time is not None
+        return self.alarm_step is not None
+
+    def __repr__(self) -> str:
+        alarm = "no alarm" if self.alarm_step is None else f"ALARM at step {self.alarm_step}"
+        return (
+            f"BudgetMonitorTrace({alarm}; {self.log_e_values.size} steps, alpha={fmt(self.alpha)},"
+            f" level={fmt(self.level)})\n  {summarise('log_e_values', self.log_e_values)}"
+        )
 
 
+@dataclass(frozen=True)
 class BudgetMonitor:
     """Anytime-valid alarm for "the delegation rate exceeds α" (betting e-process, Ville).
 
@@ -140,185 +179,124 @@ class BudgetMonitor:
     alpha
         The budget, in (0, 1).
     level
-        Error level of the alarm (alarm iff K_t ≥ 1/level).
+        Type-I error of the alarm (alarm iff K_t ≥ 1/level).
     strategy, max_bet_fraction, fixed_fraction
-        Betting strategy of :class:`ctd_stats.betting.BettingMonitor` (bets capped at
+        Betting strategy of :class:`ctd_stats.online.betting.BettingMonitor` (bets capped at
         ``max_bet_fraction``/α).
     """
 
-    def __init__(
-        self,
-        alpha: float,
-        *,
-        level: float = 0.05,
-        strategy: str = "ons",
-        max_bet_fraction: float = 0.5,
-        fixed_fraction: float = 0.5,
-    ) -> None:
-        self.alpha = _check_alpha(alpha)
-        self.level = check_level(level, "level")
-        if strategy not in BET_STRATEGIES:
-            raise ValueError(f"strategy: must be one of {sorted(BET_STRATEGIES)}, got {strategy!r}")
-        self._engine = BettingMonitor(
-            epsilon=self.alpha,
-            alpha=self.level,
-            strategy=strategy,
-            max_bet_fraction=max_bet_fraction,
-            fixed_fraction=fixed_fraction,
+    alpha: float
+    level: float = field(default=0.05, kw_only=True)
+    strategy: str = field(default="ons", kw_only=True)
+    max_bet_fraction: float = field(default=0.5, kw_only=True)
+    fixed_fraction: float = field(default=0.5, kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", _check_alpha(self.alpha))
+        object.__setattr__(self, "level", check_level(self.level, "level"))
+        check_choice(self.strategy, "strategy", BET_STRATEGIES)
+        object.__setattr__(
+            self, "max_bet_fraction", check_level(self.max_bet_fraction, "max_bet_fraction")
         )
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream (e.g. after recalibrating)."""
-        self._state: BettingState = self._engine.init()
-        self._n_delegated = 0
-
-    @property
-    def t(self) -> int:
-        return self._state.t
-
-    @property
-    def log_e_value(self) -> float:
-        return self._state.log_wealth
-
-    @property
-    def alarm_time(self) -> int | None:
-        """First step (1-based) at which the alarm fired, or ``None``."""
-        return None if not self._state.alarmed else self._state.alarm_time + 1
-
-    @property
-    def alarmed(self) -> bool:
-        return self._state.alarmed
-
-    def update(self, delegated: bool | int) -> MonitorStep:
-        """Record one delegation indicator D_t ∈ {0, 1}."""
-        if isinstance(delegated, (bool, np.bool_)):
-            x = float(delegated)
-        elif isinstance(delegated, (int, np.integer)) and int(delegated) in (0, 1):
-            x = float(delegated)
-        else:
-            raise ValueError(f"delegated: must be a bool or 0/1, got {delegated!r}")
-        self._state, _ = self._engine.update(self._state, x)
-        self._n_delegated += int(x)
-        return MonitorStep(
-            t=self._state.t,
-            e_value=math.exp(min(self._state.log_wealth, 700.0)),
-            alarm=self.alarmed,
-            rate=self._n_delegated / self._state.t,
+        object.__setattr__(
+            self,
+            "fixed_fraction",
+            check_level(self.fixed_fraction, "fixed_fraction", closed_right=True),
         )
 
-    def run(self, delegated: ArrayLike) -> BudgetMonitorTrace:
-        """Process a stretch of stream from the current state (the state is updated)."""
-        d = as_binary_array(delegated, "delegated", ndim=1)
-        log_e = np.empty(d.size)
-        for i, x in enumerate(d.tolist()):
-            self._state, step = self._engine.update(self._state, float(x))
-            log_e[i] = step.log_wealth
-        self._n_delegated += int(d.sum())
-        return BudgetMonitorTrace(
-            log_e_values=log_e, alarm_time=self.alarm_time, alpha=self.alpha, level=self.level
+    @property
+    def max_bet(self) -> float:
+        return self.max_bet_fraction / self.alpha
+
+    @property
+    def log_threshold(self) -> float:
+        return -math.log(self.level)
+
+    def __repr__(self) -> str:
+        return (
+            f"BudgetMonitor(alpha={fmt(self.alpha)}, level={fmt(self.level)}, "
+            f"strategy={self.strategy!r}, max_bet_fraction={self.max_bet_fraction})"
         )
 
+    # ------------------------------------------------------------------ protocol
+    def init(self) -> BudgetMonitorState:
+        """The state before any input (K_0 = 1)."""
+        return BudgetMonitorState(
+            t=0,
+            log_wealth=0.0,
+            next_bet=first_bet(self.strategy, self.max_bet, self.fixed_fraction),
+            sum_x=0.0,
+            sum_sq_dev=0.0,
+            ons_a=1.0,
+            n_delegated=0,
+            alarm_step=None,
+        )
 
-@dataclass(frozen=True)
-class Decision:
-    """One streaming decision.
-
-    ``delegate``: call the expert; ``alarm``: the budget monitor has fired (recalibrate);
-    ``e_value``: the monitor's current e-value (1.0 when no monitor is attached).
-    """
-
-    t: int
-    delegate: bool
-    alarm: bool
-    e_value: float
-
-
-class Delegator:
-    """Decide, one input at a time, whether to call the expert, and watch the budget.
-
-    Built from a calibrated policy: ``decide(score)`` returns "delegate iff signal(score) > τ"
-    where ``score`` is a DV score (CTD, budget-only LTT) or a probe score (Unc. calibrated; it is
-    turned into u = −|F̂(p) − 0.5| with the stored calibration reference). No batch statistic is
-    used. If nothing was certified at calibration the delegator never delegates.
-
-    With ``monitor=True`` (default) a :class:`BudgetMonitor` at the calibration's budget watches
-    the decisions; its alarm means the stream no longer looks like the calibration data.
-    """
-
-    def __init__(
-        self,
-        calibration: ThresholdCalibration,
-        *,
-        monitor: bool = True,
-        level: float = 0.05,
-        strategy: str = "ons",
-    ) -> None:
-        if not isinstance(calibration, ThresholdCalibration):
-            raise TypeError(
-                f"calibration: expected a ThresholdCalibration, got {type(calibration).__name__}"
-            )
-        self.calibration = calibration
-        self.monitor: BudgetMonitor | None = None
-        if monitor and calibration.alpha < 1.0:
-            self.monitor = BudgetMonitor(calibration.alpha, level=level, strategy=strategy)
-        self._t = 0
-
-    @property
-    def threshold(self) -> float | None:
-        return self.calibration.threshold
-
-    @property
-    def needs_recalibration(self) -> bool:
-        """True once the budget monitor has alarmed."""
-        return self.monitor is not None and self.monitor.alarmed
-
-    def decide(self, score: float) -> Decision:
-        """Decide for one input from its raw score (a finite number)."""
-        if isinstance(score, (bool, np.bool_)) or not isinstance(
-            score, (int, float, np.integer, np.floating)
+    def update(
+        self, state: BudgetMonitorState, delegated: bool | int, /
+    ) -> tuple[BudgetMonitorState, Step]:
+        """Record one delegation indicator D_t ∈ {0, 1}; pure (the old state is unchanged)."""
+        if not isinstance(state, BudgetMonitorState):
+            raise TypeError(f"state: expected a BudgetMonitorState, got {type(state).__name__}")
+        if isinstance(delegated, (bool, np.bool_)) or (
+            isinstance(delegated, (int, np.integer)) and int(delegated) in (0, 1)
         ):
-            raise TypeError(f"score: expected one number, got {type(score).__name__}")
-        value = float(score)
-        if not math.isfinite(value):
-            raise ValueError(f"score: must be finite, got {score!r}")
-        if self.calibration.signal == "uncertainty" and not 0.0 <= value <= 1.0:
-            raise ValueError(f"score: a probe score must lie in [0, 1], got {score!r}")
-        delegate = bool(self.calibration.delegate(np.asarray(value))[()])
-        self._t += 1
-        if self.monitor is None:
-            return Decision(t=self._t, delegate=delegate, alarm=False, e_value=1.0)
-        step = self.monitor.update(delegate)
-        return Decision(t=self._t, delegate=delegate, alarm=step.alarm, e_value=step.e_value)
+            return self._update(state, float(delegated))
+        raise ValueError(f"delegated: must be a bool or 0/1, got {delegated!r}")
 
-    def output(
-        self, probe: float, expert: float | None, decision: Decision, *, merge: Merge = "replace"
-    ) -> float:
-        """The cascade score for one input: the probe's, or the expert's (or the average)."""
-        if merge not in MERGES:
-            raise ValueError(f"merge: must be one of {sorted(MERGES)}, got {merge!r}")
-        p = float(probe)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"probe: must lie in [0, 1], got {probe!r}")
-        if not decision.delegate:
-            return p
-        if expert is None:
-            raise ValueError("expert: required for a delegated input")
-        e = float(expert)
-        if not 0.0 <= e <= 1.0:
-            raise ValueError(f"expert: must lie in [0, 1], got {expert!r}")
-        return e if merge == "replace" else 0.5 * (p + e)
+    def _update(self, state: BudgetMonitorState, x: float) -> tuple[BudgetMonitorState, Step]:
+        new, log_e = self._run(state, np.array([x]))
+        alarm_step = new.alarm_step
+        step = Step(
+            t=state.t,
+            x=x,
+            statistic=float(log_e[0]),
+            alarm=alarm_step is not None,
+            new_alarm=alarm_step is not None and state.alarm_step is None,
+            alarm_step=alarm_step,
+        )
+        return new, step
 
-    def decide_stream(self, scores: ArrayLike) -> tuple[BoolArray, BudgetMonitorTrace | None]:
-        """Decisions for a stream of inputs, each made on its own score alone.
+    def run(
+        self, delegated: ArrayLike, *, state: BudgetMonitorState | None = None
+    ) -> BudgetMonitorTrace:
+        """Process a stretch of indicators from ``state`` (default: a fresh monitor)."""
+        d = as_binary_array(delegated, "delegated", ndim=1).astype(np.float64)
+        if state is None:
+            state = self.init()
+        elif not isinstance(state, BudgetMonitorState):
+            raise TypeError(f"state: expected a BudgetMonitorState, got {type(state).__name__}")
+        new, log_e = self._run(state, d)
+        return BudgetMonitorTrace(
+            log_e_values=log_e,
+            alarm_step=new.alarm_step,
+            alpha=self.alpha,
+            level=self.level,
+            state=new,
+        )
 
-        Identical to calling :meth:`decide` on each element in order; returns the decisions and
-        the monitor trace (``None`` without a monitor).
-        """
-        s = as_float_array(scores, "scores", ndim=1)
-        if self.calibration.signal == "uncertainty":
-            s = as_float_array(s, "scores", ndim=1, low=0.0, high=1.0)
-        d = self.calibration.delegate(s)
-        self._t += int(s.size)
-        trace = None if self.monitor is None else self.monitor.run(d)
-        return d, trace
+    def _run(
+        self, state: BudgetMonitorState, x: FloatArray
+    ) -> tuple[BudgetMonitorState, FloatArray]:
+        """Kernel: the bets in a tight scalar loop, the wealth vectorised (see ``_bet``)."""
+        bstate = (state.t, state.next_bet, state.sum_x, state.sum_sq_dev, state.ons_a)
+        (t, bet, sum_x, sum_sq, ons_a), bets = bet_path(
+            bstate, x.tolist(), self.alpha, self.max_bet, self.fixed_fraction, self.strategy
+        )
+        log_e = log_wealth_path(state.log_wealth, bets, x, self.alpha)
+        alarm_step = state.alarm_step
+        if alarm_step is None and log_e.size:
+            hits = np.flatnonzero(log_e >= self.log_threshold)
+            if hits.size:
+                alarm_step = state.t + int(hits[0])
+        new = BudgetMonitorState(
+            t=t,
+            log_wealth=float(log_e[-1]) if log_e.size else state.log_wealth,
+            next_bet=bet,
+            sum_x=sum_x,
+            sum_sq_dev=sum_sq,
+            ons_a=ons_a,
+            n_delegated=state.n_delegated + int(np.count_nonzero(x)),
+            alarm_step=alarm_step,
+        )
+        return new, log_e
