@@ -56,7 +56,7 @@ def _crc_fa_bruteforce(mins: np.ndarray, eps: float) -> float:
 @given(minima_lists, eps_st)
 def test_crc_false_alarm_closed_form_matches_definition(mins: list[float], eps: float) -> None:
     m = np.asarray(mins)
-    res = crc_threshold(m, eps)
+    res = crc_threshold(m, alpha=eps)
     assert res.threshold == _crc_fa_bruteforce(m, eps)
     n = len(m)
     # the guarantee's bound and the realised calibration loss
@@ -71,7 +71,7 @@ def test_crc_false_alarm_closed_form_matches_definition(mins: list[float], eps: 
 def test_crc_missed_detection_closed_form_matches_definition(mins: list[float], eps: float) -> None:
     m = np.asarray(mins)
     n = len(m)
-    lam = crc_threshold(m, eps, risk="missed_detection").threshold
+    lam = crc_threshold(m, alpha=eps, risk="missed_detection").threshold
     feasible = lambda x: (np.sum(m >= x) + 1) / (n + 1) <= eps  # noqa: E731
     if lam == math.inf:
         assert not feasible(np.nextafter(m.max(), np.inf))
@@ -84,8 +84,8 @@ def test_crc_missed_detection_closed_form_matches_definition(mins: list[float], 
 @given(minima_lists, st.sampled_from(["false_alarm", "missed_detection"]))
 def test_crc_grid_is_conservative_and_close(mins: list[float], risk: str) -> None:
     m = np.asarray(mins)
-    exact = crc_thresholds(m, EPS, risk=risk)  # type: ignore[arg-type]
-    grid = crc_thresholds(m, EPS, risk=risk, grid="paper")  # type: ignore[arg-type]
+    exact = crc_thresholds(m, alpha=EPS, risk=risk)  # type: ignore[arg-type]
+    grid = crc_thresholds(m, alpha=EPS, risk=risk, grid="paper")  # type: ignore[arg-type]
     step = 1e-4
     for e, g in zip(exact, grid, strict=True):
         if risk == "false_alarm":
@@ -107,7 +107,7 @@ def test_crc_grid_reproduces_reference_formula() -> None:
     bound = counts / (len(m) + 1.0) + 1.0 / (len(m) + 1.0)
     for eps in EPS:
         expected = g[bound <= eps].max()
-        assert crc_threshold(m, eps, grid="paper").threshold == expected
+        assert crc_threshold(m, alpha=eps, grid="paper").threshold == expected
 
 
 @settings(max_examples=60, deadline=None)
@@ -115,10 +115,10 @@ def test_crc_grid_reproduces_reference_formula() -> None:
 def test_general_crc_with_binary_losses_equals_crc(mins: list[float], eps: float) -> None:
     m = np.asarray(mins)
     g = paper_grid()[::50]
-    fa = crc_general((m[:, None] < g[None, :]).astype(float), g, eps)
-    assert fa.threshold == crc_threshold(m, eps, grid=g).threshold
-    md = crc_general((m[:, None] >= g[None, :]).astype(float), g, eps, direction="decreasing")
-    assert md.threshold == crc_threshold(m, eps, grid=g, risk="missed_detection").threshold
+    fa = crc_general((m[:, None] < g[None, :]).astype(float), g, alpha=eps)
+    assert fa.threshold == crc_threshold(m, alpha=eps, grid=g).threshold
+    md = crc_general((m[:, None] >= g[None, :]).astype(float), g, alpha=eps, direction="decreasing")
+    assert md.threshold == crc_threshold(m, alpha=eps, grid=g, risk="missed_detection").threshold
 
 
 @settings(max_examples=60, deadline=None)
@@ -128,13 +128,13 @@ def test_permutation_invariance(mins: list[float], seed: int) -> None:
     perm = np.random.default_rng(seed).permutation(len(m))
     for risk in ("false_alarm", "missed_detection"):
         np.testing.assert_array_equal(
-            crc_thresholds(m, EPS, risk=risk),
-            crc_thresholds(m[perm], EPS, risk=risk),  # type: ignore[arg-type]
+            crc_thresholds(m, alpha=EPS, risk=risk),
+            crc_thresholds(m[perm], alpha=EPS, risk=risk),  # type: ignore[arg-type]
         )
         for bound in ("binomial", "hb", "hoeffding"):
             np.testing.assert_array_equal(
-                ucb_thresholds(m, EPS, risk=risk, bound=bound),  # type: ignore[arg-type]
-                ucb_thresholds(m[perm], EPS, risk=risk, bound=bound),  # type: ignore[arg-type]
+                ucb_thresholds(m, alpha=EPS, risk=risk, bound=bound),  # type: ignore[arg-type]
+                ucb_thresholds(m[perm], alpha=EPS, risk=risk, bound=bound),  # type: ignore[arg-type]
             )
 
 
@@ -144,13 +144,13 @@ def test_thresholds_monotone_in_eps_and_delta(mins: list[float], bound: str) -> 
     m = np.asarray(mins)
     eps = np.linspace(0.05, 0.9, 12)
     for fn_risk, sign in (("false_alarm", 1), ("missed_detection", -1)):
-        c = crc_thresholds(m, eps, risk=fn_risk)  # type: ignore[arg-type]
+        c = crc_thresholds(m, alpha=eps, risk=fn_risk)  # type: ignore[arg-type]
         assert _nondecreasing(sign * c)
-        u = ucb_thresholds(m, eps, risk=fn_risk, bound=bound)  # type: ignore[arg-type]
+        u = ucb_thresholds(m, alpha=eps, risk=fn_risk, bound=bound)  # type: ignore[arg-type]
         assert _nondecreasing(sign * u)
         # larger delta = weaker requirement = more liberal threshold
         by_delta = [
-            ucb_threshold(m, 0.2, delta=d, risk=fn_risk, bound=bound, wsr_delta=0.1).threshold  # type: ignore[arg-type]
+            ucb_threshold(m, alpha=0.2, delta=d, risk=fn_risk, bound=bound, wsr_delta=0.1).threshold  # type: ignore[arg-type]
             for d in (0.01, 0.05, 0.1, 0.3)
         ]
         assert _nondecreasing(sign * np.asarray(by_delta))
@@ -163,7 +163,7 @@ def test_ucb_closed_form_is_the_sup_of_valid_lambdas(mins: list[float], bound: s
     m = np.asarray(mins)
     n = len(m)
     for eps in (0.1, 0.3):
-        res = ucb_threshold(m, eps, bound=bound)
+        res = ucb_threshold(m, alpha=eps, bound=bound)
         vals = np.unique(m)
         p = pvalues.pvalues_from_counts(
             np.array([np.sum(m < v) for v in vals]),
@@ -173,7 +173,7 @@ def test_ucb_closed_form_is_the_sup_of_valid_lambdas(mins: list[float], bound: s
         )
         ok = vals[p <= 0.1]
         assert res.threshold == (ok.max() if len(ok) else -math.inf)
-        assert ucb_threshold(m, eps, bound=bound, grid="paper").threshold <= res.threshold
+        assert ucb_threshold(m, alpha=eps, bound=bound, grid="paper").threshold <= res.threshold
 
 
 def test_ucb_binomial_is_clopper_pearson_dual() -> None:
@@ -181,7 +181,7 @@ def test_ucb_binomial_is_clopper_pearson_dual() -> None:
     rng = np.random.default_rng(11)
     m = rng.uniform(size=300)
     for eps in EPS:
-        res = ucb_threshold(m, eps, delta=0.1)
+        res = ucb_threshold(m, alpha=eps, delta=0.1)
         upper = pvalues.binomial_upper_bound(np.arange(301), 300, 0.1)
         c_max = int(np.flatnonzero(upper <= eps + 1e-12).max())
         assert res.count == c_max
@@ -194,18 +194,18 @@ def test_paper_variant_is_the_named_nonstandard_formula() -> None:
     p_hb = float(pvalues.hb_pvalue(0.05, 100, 0.1))
     assert abs(p_paper - 0.077) < 0.001
     assert abs(p_hb - 0.157) < 0.001
-    res = ucb_threshold(np.linspace(0, 1, 50), 0.2, bound="paper_nonstandard_hb")
+    res = ucb_threshold(np.linspace(0, 1, 50), alpha=0.2, bound="paper_nonstandard_hb")
     assert res.guarantee.startswith("none")
     assert "paper" in "paper_nonstandard_hb" and "paper_nonstandard_hb" in UCB_BOUNDS
 
 
 def test_results_state_guarantees() -> None:
     tr = Trajectories.from_arrays([[0.9, 0.4], [0.8], [0.2, 0.1], [0.7]], [1, 1, 0, 1])
-    crc = crc_threshold(tr, 0.5)
+    crc = crc_threshold(tr, alpha=0.5)
     assert crc.n == 3 and crc.risk == "false_alarm" and "E[" in crc.guarantee
-    md = crc_threshold(tr, 0.6, risk="missed_detection")
+    md = crc_threshold(tr, alpha=0.6, risk="missed_detection")
     assert md.n == 1 and md.threshold == np.nextafter(0.1, 1.0)
-    u = ucb_threshold(tr, 0.5)
+    u = ucb_threshold(tr, alpha=0.5)
     assert u.n == 3 and "≤ δ" in u.guarantee
 
 
@@ -217,7 +217,7 @@ def test_crc_false_alarm_expectation(eps: float) -> None:
     runs, n = 3000, 40
     risks = np.array(
         [
-            false_alarm_risk(crc_threshold(correct_minima(rng, n), eps).threshold)
+            false_alarm_risk(crc_threshold(correct_minima(rng, n), alpha=eps).threshold)
             for _ in range(runs)
         ]
     )
@@ -250,7 +250,7 @@ def test_crc_missed_detection_expectation(eps: float) -> None:
     risks = np.array(
         [
             missed_detection_risk(
-                crc_threshold(incorrect_minima(rng, n), eps, risk="missed_detection").threshold
+                crc_threshold(incorrect_minima(rng, n), alpha=eps, risk="missed_detection").threshold
             )
             for _ in range(runs)
         ]
@@ -274,11 +274,11 @@ def test_ucb_high_probability(bound: str, risk: str) -> None:
     violations = 0
     for _ in range(runs):
         if risk == "false_alarm":
-            lam = ucb_threshold(correct_minima(rng, n), eps, delta=delta, bound=bound).threshold
+            lam = ucb_threshold(correct_minima(rng, n), alpha=eps, delta=delta, bound=bound).threshold
             violations += false_alarm_risk(lam) > eps
         else:
             m = incorrect_minima(rng, n)
-            lam = ucb_threshold(m, eps, delta=delta, bound=bound, risk="missed_detection").threshold
+            lam = ucb_threshold(m, alpha=eps, delta=delta, bound=bound, risk="missed_detection").threshold
             violations += missed_detection_risk(lam) > eps
     assert violations <= stats.binom.ppf(1 - 1e-4, runs, delta)
 
@@ -303,7 +303,7 @@ def test_crc_on_full_trajectories() -> None:
     risks = []
     for _ in range(runs):
         tr = simulate_trajectories(rng, 100)
-        risks.append(false_alarm_risk(crc_threshold(tr, eps).threshold))
+        risks.append(false_alarm_risk(crc_threshold(tr, alpha=eps).threshold))
     r = np.asarray(risks)
     assert r.mean() <= eps + 4 * r.std(ddof=1) / math.sqrt(runs)
 
@@ -312,34 +312,34 @@ def test_crc_on_full_trajectories() -> None:
 def test_bad_input() -> None:
     m = np.array([0.1, 0.5, 0.9])
     for bad_eps in (0.0, 1.0, -0.1, 1.5, math.nan):
-        with pytest.raises(ValueError, match="epsilon"):
-            crc_threshold(m, bad_eps)
-        with pytest.raises(ValueError, match="epsilon"):
-            ucb_threshold(m, bad_eps)
-    with pytest.raises(ValueError, match="epsilons"):
-        crc_thresholds(m, [0.1, 1.2])
+        with pytest.raises(ValueError, match="^alpha:"):
+            crc_threshold(m, alpha=bad_eps)
+        with pytest.raises(ValueError, match="^alpha:"):
+            ucb_threshold(m, alpha=bad_eps)
+    with pytest.raises(ValueError, match="^alpha:"):
+        crc_thresholds(m, alpha=[0.1, 1.2])
     with pytest.raises(ValueError, match="delta"):
-        ucb_threshold(m, 0.1, delta=0.0)
+        ucb_threshold(m, alpha=0.1, delta=0.0)
     with pytest.raises(ValueError, match="calibration"):
-        crc_threshold([0.1, math.nan], 0.1)
+        crc_threshold([0.1, math.nan], alpha=0.1)
     with pytest.raises(ValueError, match="bound"):
-        ucb_threshold(m, 0.1, bound="clopper")
+        ucb_threshold(m, alpha=0.1, bound="clopper")
     with pytest.raises(ValueError, match="risk"):
-        crc_threshold(m, 0.1, risk="both")  # type: ignore[arg-type]
+        crc_threshold(m, alpha=0.1, risk="both")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="grid"):
-        crc_threshold(m, 0.1, grid=[0.5, 0.1])
+        crc_threshold(m, alpha=0.1, grid=[0.5, 0.1])
     with pytest.raises(ValueError, match="grid"):
-        crc_threshold(m, 0.1, grid="fine")  # type: ignore[arg-type]
+        crc_threshold(m, alpha=0.1, grid="fine")  # type: ignore[arg-type]
     only_correct = Trajectories.from_arrays([[0.5], [0.7]], [1, 1])
     with pytest.raises(ValueError, match="calibration: no incorrect"):
-        crc_threshold(only_correct, 0.1, risk="missed_detection")
+        crc_threshold(only_correct, alpha=0.1, risk="missed_detection")
     with pytest.raises(ValueError, match="labels are required"):
-        crc_threshold(Trajectories.from_arrays([[0.5]]), 0.1)
+        crc_threshold(Trajectories.from_arrays([[0.5]]), alpha=0.1)
     with pytest.raises(ValueError, match="losses"):
-        crc_general([[1.0, 0.0]], [0.1, 0.2], 0.1)  # not monotone
+        crc_general([[1.0, 0.0]], [0.1, 0.2], alpha=0.1)  # not monotone
     with pytest.raises(ValueError, match="losses"):
-        crc_general([[0.0, 2.0]], [0.1, 0.2], 0.1)  # above the bound
+        crc_general([[0.0, 2.0]], [0.1, 0.2], alpha=0.1)  # above the bound
     with pytest.raises(ValueError, match="lambdas"):
-        crc_general([[0.0, 1.0]], [0.2, 0.1], 0.1)
+        crc_general([[0.0, 1.0]], [0.2, 0.1], alpha=0.1)
     with pytest.raises(ValueError, match="bound"):
-        crc_general([[0.0, 1.0]], [0.1, 0.2], 0.1, bound=-1.0)
+        crc_general([[0.0, 1.0]], [0.1, 0.2], alpha=0.1, bound=-1.0)

@@ -1,0 +1,327 @@
+"""High-probability (UCB) alarm thresholds by fixed-sequence testing from the safe end.
+
+For each candidate λ, ordered from the safe end (smallest λ for false alarms, largest for missed
+detections), test H0: R(λ) > α with a valid p-value; λ̂ is the last candidate before the first
+p-value > δ (fixed-sequence testing, Bauer 1991; Learn-then-Test, Angelopoulos et al. 2021).
+Then P(R(λ̂) > α) ≤ δ over the calibration draw (monitoring paper §4; for count-based bounds
+λ̂ = sup{λ : U(R̂(λ), n, δ) ≤ α}). When even the first candidate fails, nothing is certified:
+``found=False``, a ``reason``, ``min_n`` (the smallest n for which the most favourable
+calibration, no loss at the first candidate, would pass) and the safe threshold (−∞ never alarm
+for false alarms, +∞ always alarm for missed detections).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from .. import pvalues as _pv
+from .._serialize import JSONSerializable, array_sha256
+from .._validation import (
+    FloatArray,
+    IntArray,
+    as_int_array,
+    check_choice,
+    check_level,
+    check_levels,
+    check_positive_int,
+)
+from ..fwer import fixed_sequence
+from ._calibration_common import (
+    RISKS,
+    GridArg,
+    Risk,
+    calibration_minima,
+    check_grid,
+    safe_threshold,
+    safe_words,
+    threshold_repr,
+)
+from .trajectories import Trajectories
+
+__all__ = [
+    "UCB_BOUNDS",
+    "UCBThreshold",
+    "paper_nonstandard_hb_pvalue",
+    "ucb_threshold",
+    "ucb_thresholds",
+]
+
+#: UCB bounds; the last one is the paper's non-standard p-value, for reproduction only.
+UCB_BOUNDS: Final[tuple[str, ...]] = (
+    "binomial",
+    "hoeffding",
+    "hoeffding_kl",
+    "bentkus",
+    "hb",
+    "wsr",
+    "paper_nonstandard_hb",
+)
+_MIN_N_LIMIT: Final[int] = 10**9
+
+
+@dataclass(frozen=True)
+class UCBThreshold(JSONSerializable):
+    """A high-probability (UCB / fixed-sequence) alarm threshold.
+
+    Guarantee: P(R(λ̂) > α) ≤ δ over the draw of the ``n`` calibration trajectories, where R is
+    the false-alarm risk R_I (``risk="false_alarm"``) or missed-detection risk R_II, for the
+    valid bounds (monitoring paper §4). ``bound="paper_nonstandard_hb"`` carries NO guarantee
+    (see :func:`paper_nonstandard_hb_pvalue`). ``count`` is the number of calibration losses
+    at λ̂. ``found=False`` (with ``reason``, ``min_n``) when nothing is certified; the threshold
+    is then the safe ±∞. ``index`` is the chosen grid position (``None`` for the closed form).
+    """
+
+    threshold: float
+    alpha: float
+    delta: float
+    risk: str
+    n: int
+    count: int
+    bound: str
+    method: str
+    found: bool
+    index: int | None
+    reason: str | None
+    min_n: int | None
+    calibration_sha256: str | None
+    guarantee: str
+
+    def _json_meta(self) -> dict[str, Any]:
+        return {
+            "guarantee": self.guarantee,
+            "n": self.n,
+            "calibration_sha256": self.calibration_sha256,
+            "settings": {
+                "alpha": self.alpha,
+                "delta": self.delta,
+                "risk": self.risk,
+                "bound": self.bound,
+                "method": self.method,
+            },
+        }
+
+    def __repr__(self) -> str:
+        return threshold_repr(
+            "UCBThreshold",
+            self,
+            [
+                ("alpha", self.alpha),
+                ("delta", self.delta),
+                ("risk", self.risk),
+                ("n", self.n),
+                ("count", self.count),
+                ("bound", self.bound),
+                ("method", self.method),
+            ],
+        )
+
+
+# --------------------------------------------------------------------------- p-values
+def _paper_pvalue(k: IntArray, n: int, alpha: float) -> FloatArray:
+    """Kernel of :func:`paper_nonstandard_hb_pvalue` (validated counts)."""
+    r = np.atleast_1d(k.astype(np.float64) / n)
+    p = np.ones_like(r)
+    mask = r < alpha
+    if mask.any():
+        rr = r[mask]
+        hoeff = np.exp(-2.0 * n * (alpha - rr) ** 2)
+        k_alpha = math.ceil(n * alpha)
+        bent = math.e * stats.binom.sf(k_alpha - 1, n, rr)
+        p[mask] = np.minimum(hoeff, bent)
+    return p
+
+
+def paper_nonstandard_hb_pvalue(counts: ArrayLike, n: int, alpha: float) -> FloatArray:
+    """The online-monitoring paper's UCB p-value — NOT a valid p-value; reproduction only.
+
+    min(exp(−2n(α − r̂)²), e·P(Bin(n, r̂) ≥ ⌈nα⌉)) for r̂ = k/n < α, else 1 (the paper's ε is
+    ``alpha``). The binomial term is evaluated at r̂ instead of α (textbook Bentkus uses
+    P(Bin(n, α) ≤ k)), so it is smaller than the Hoeffding–Bentkus p-value (0.077 vs 0.157 at
+    n = 100, r̂ = 0.05, α = 0.1) and not super-uniform under the null.
+    """
+    a = check_level(alpha, "alpha")
+    n = check_positive_int(n, "n")
+    k = as_int_array(counts, "counts", ndim=(0, 1), low=0, high=n)
+    return _paper_pvalue(k, n, a)
+
+
+def _count_pvalues(counts: IntArray, n: int, alpha: float, bound: str) -> FloatArray:
+    if bound == "paper_nonstandard_hb":
+        return _paper_pvalue(counts, n, alpha)
+    return _pv.pvalues_from_counts(counts, n, alpha, method=cast(_pv.PValueMethod, bound))
+
+
+def _zero_loss_pvalue(n: int, alpha: float, bound: str, wsr_delta: float) -> float:
+    """p-value of the most favourable calibration at the first candidate: n points, no loss."""
+    if bound == "wsr":
+        return float(_pv.wsr_pvalue(np.zeros((n, 1)), alpha, delta=wsr_delta)[0])
+    return float(_count_pvalues(np.zeros(1, dtype=np.int64), n, alpha, bound)[0])
+
+
+def _min_n(alpha: float, delta: float, bound: str, wsr_delta: float) -> int | None:
+    """Smallest n whose zero-loss p-value is ≤ δ (doubling, then bisection), None past 1e9.
+
+    The zero-loss p-value of every bound here is non-increasing in n.
+    """
+
+    def ok(n: int) -> bool:
+        return _zero_loss_pvalue(n, alpha, bound, wsr_delta) <= delta
+
+    hi = 1
+    while not ok(hi):
+        hi *= 2
+        if hi > _MIN_N_LIMIT or (bound == "wsr" and hi > 2**20):
+            return None
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+# --------------------------------------------------------------------------- kernel
+def _ucb_candidates(
+    mins_in_order: FloatArray, risk: str, grid: FloatArray | None
+) -> tuple[FloatArray, FloatArray]:
+    """Candidate thresholds ordered from the safe end, and their binary loss matrix (n, c)."""
+    if grid is None:
+        u = np.unique(mins_in_order)
+        if risk == "false_alarm":
+            cand = np.concatenate([u, [np.inf]])
+        else:  # just above each value, from the top; -inf (never alarm) last
+            cand = np.concatenate([np.nextafter(u, np.inf)[::-1], [-np.inf]])
+    else:
+        cand = grid if risk == "false_alarm" else grid[::-1]
+    if risk == "false_alarm":
+        losses = mins_in_order[:, None] < cand[None, :]
+    else:
+        losses = mins_in_order[:, None] >= cand[None, :]
+    return cand, losses.astype(np.float64)
+
+
+def _ucb_kernel(
+    mins: FloatArray,
+    alpha: float,
+    delta: float,
+    risk: str,
+    bound: str,
+    grid: FloatArray | None,
+    wsr_delta: float,
+) -> tuple[float, int, int]:
+    """(threshold, count at it, position in the candidate order or −1) for validated inputs."""
+    cand, losses = _ucb_candidates(mins, risk, grid)
+    n = len(mins)
+    counts = losses.sum(axis=0).astype(np.int64)
+    if bound == "wsr":
+        p = _pv.wsr_pvalue(losses, alpha, delta=wsr_delta)
+    else:
+        p = _count_pvalues(counts, n, alpha, bound)
+    # Candidates are ordered from the safe end, so this is fixed-sequence testing in grid order.
+    certified = fixed_sequence(p, delta, order="ascending").indices
+    if certified.size == 0:
+        return safe_threshold(risk), 0, -1
+    last = int(certified[-1])
+    return float(cand[last]), int(counts[last]), last
+
+
+def _ucb_iv(risk: str, bound: str, delta: float, wsr_delta: float | None) -> tuple[float, float]:
+    check_choice(risk, "risk", RISKS)
+    check_choice(bound, "bound", UCB_BOUNDS)
+    d = check_level(delta, "delta")
+    wd = d if wsr_delta is None else check_level(wsr_delta, "wsr_delta")
+    return d, wd
+
+
+# --------------------------------------------------------------------------- public
+def ucb_thresholds(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: ArrayLike,
+    delta: float = 0.1,
+    risk: Risk = "false_alarm",
+    bound: str = "binomial",
+    grid: GridArg = None,
+    wsr_delta: float | None = None,
+) -> FloatArray:
+    """UCB thresholds for many α at once (see :func:`ucb_threshold`), shaped like ``alpha``."""
+    d, wd = _ucb_iv(risk, bound, delta, wsr_delta)
+    a = check_levels(alpha, "alpha")
+    mins = calibration_minima(calibration, risk)
+    g = check_grid(grid)
+    out = np.array([_ucb_kernel(mins, float(x), d, risk, bound, g, wd)[0] for x in a])
+    return out.reshape(np.shape(alpha))
+
+
+def ucb_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    delta: float = 0.1,
+    risk: Risk = "false_alarm",
+    bound: str = "binomial",
+    grid: GridArg = None,
+    wsr_delta: float | None = None,
+) -> UCBThreshold:
+    """High-probability alarm threshold: P(R(λ̂) > α) ≤ δ.
+
+    ``bound`` picks the p-value of H0: R(λ) > α: ``"binomial"`` (exact, Clopper–Pearson dual;
+    default and most powerful for these binary losses), ``"hoeffding"``, ``"hoeffding_kl"``,
+    ``"bentkus"``, ``"hb"`` (Hoeffding–Bentkus), ``"wsr"`` (betting; depends on the ORDER of the
+    calibration trajectories, ``wsr_delta`` tunes its bet, default δ), or
+    ``"paper_nonstandard_hb"`` (the paper's code; no guarantee). If the very first candidate
+    fails, ``found=False`` and λ̂ = −∞ (never alarm) for false alarms, +∞ (always alarm) for
+    missed detections.
+    """
+    d, wd = _ucb_iv(risk, bound, delta, wsr_delta)
+    a = check_level(alpha, "alpha")
+    mins = calibration_minima(calibration, risk)
+    g = check_grid(grid)
+    n = len(mins)
+    lam, count, pos = _ucb_kernel(mins, a, d, risk, bound, g, wd)
+    found = pos >= 0
+    reason: str | None = None
+    min_n: int | None = None
+    if not found:
+        need = _min_n(a, d, bound, wd)
+        if need is not None and n < need:
+            min_n = need
+            reason = (
+                f"too few calibration trajectories: n = {n}; with {bound} p-values at "
+                f"alpha = {a:g}, delta = {d:g} even zero losses need n >= {need}"
+            )
+        else:
+            reason = "the first candidate (the safe end) already has p-value > delta"
+        reason += f"; threshold is {safe_words(risk)}"
+    index: int | None = None
+    if g is not None and found:
+        index = pos if risk == "false_alarm" else len(g) - 1 - pos
+    what = "R_I (false alarms)" if risk == "false_alarm" else "R_II (missed detections)"
+    if bound == "paper_nonstandard_hb":
+        guarantee = "none: the paper's non-standard p-value is not valid (reproduction only)"
+    else:
+        guarantee = (
+            f"P({what}(λ̂) > α) ≤ δ over the calibration draw ({bound} p-values, "
+            "fixed-sequence testing from the safe end)"
+        )
+    return UCBThreshold(
+        threshold=lam,
+        alpha=a,
+        delta=d,
+        risk=risk,
+        n=n,
+        count=count,
+        bound=bound,
+        method="closed_form" if g is None else "grid",
+        found=found,
+        index=index,
+        reason=reason,
+        min_n=min_n,
+        calibration_sha256=array_sha256(mins),
+        guarantee=guarantee,
+    )
