@@ -107,7 +107,7 @@ def test_decide_matches_decide_stream_and_policy() -> None:
     session = DelegationSession(Delegator(c))
     steps = [session.decide(float(x)) for x in stream.dv]
     trace = Delegator(c).decide_stream(stream.dv)
-    assert np.array_equal([s.delegated for s in steps], trace.delegated)
+    assert np.array_equal([bool(s.delegated) for s in steps], trace.delegated)
     assert np.array_equal(trace.delegated, stream.dv > c.threshold)
     assert trace.log_e_values is not None
     assert np.array_equal([s.statistic for s in steps], trace.log_e_values)
@@ -131,7 +131,7 @@ def test_unc_calibrated_delegator_takes_probe_scores() -> None:
     trace = Delegator(c).decide_stream(probes)
     session = DelegationSession(Delegator(c))
     steps = [session.decide(float(x)) for x in probes]
-    assert np.array_equal([s.delegated for s in steps], trace.delegated)
+    assert np.array_equal([bool(s.delegated) for s in steps], trace.delegated)
     assert np.array_equal([s.statistic for s in steps], trace.log_e_values)  # type: ignore[arg-type]
 
 
@@ -197,4 +197,4 @@ def test_bad_inputs() -> None:
     with pytest.raises(TypeError, match="calibration"):
         Delegator(0.3)  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
-        dl.monitor = None  # type: ignore[misc]
+        dl.monitor = None
