@@ -18,6 +18,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
 
 def as_float_array(
     value: ArrayLike,
@@ -77,6 +79,8 @@ def as_int_array(
     Integrality and the range are checked *before* the cast, so a value such as 9.3e18 is
     reported as out of range instead of wrapping around to a negative int64.
     """
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+        return _int_array_fast(value, name, ndim=ndim, allow_empty=allow_empty, low=low, high=high)
     arr = as_float_array(value, name, ndim=ndim, allow_empty=allow_empty)
     raw = np.asarray(value)
     if raw.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
@@ -92,6 +96,35 @@ def as_int_array(
     if arr.size and (arr.min() < -(2.0**63) or arr.max() >= 2.0**63):
         raise ValueError(f"{name}: values must fit in a 64-bit integer")
     return arr.astype(np.int64)
+
+
+def _int_array_fast(
+    raw: NDArray[Any],
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None,
+    allow_empty: bool,
+    low: int | None,
+    high: int | None,
+) -> IntArray:
+    """:func:`as_int_array` for an integer ndarray: the same checks, no float copy."""
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if raw.ndim not in allowed:
+            want = " or ".join(str(d) for d in allowed)
+            raise ValueError(f"{name}: expected {want} dimension(s), got shape {raw.shape}")
+    if raw.size == 0:
+        if not allow_empty:
+            raise ValueError(f"{name}: must not be empty")
+        return raw.astype(np.int64)
+    lo, hi = int(raw.min()), int(raw.max())
+    if low is not None and lo < low:
+        raise ValueError(f"{name}: values must be >= {low}, found {lo}")
+    if high is not None and hi > high:
+        raise ValueError(f"{name}: values must be <= {high}, found {hi}")
+    if hi > _INT64_MAX:
+        raise ValueError(f"{name}: values must fit in a 64-bit integer")
+    return raw.astype(np.int64)
 
 
 def _as_int_repr(v: np.float64) -> str:

@@ -18,6 +18,7 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._repr import result_repr
 from ._validation import (
     BoolArray,
     FloatArray,
@@ -71,6 +72,23 @@ class FWERResult:
     def n_rejected(self) -> int:
         return int(self.indices.size)
 
+    @property
+    def found(self) -> bool:
+        """Whether at least one hypothesis was rejected."""
+        return bool(self.indices.size)
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "FWERResult",
+            f"found={self.found}, n_rejected={self.n_rejected}",
+            [
+                ("procedure", self.procedure),
+                ("delta", self.delta),
+                ("indices", self.indices),
+                ("rejected", self.rejected),
+            ],
+        )
+
 
 def _check_pvalues(pvalues: ArrayLike) -> FloatArray:
     return as_float_array(pvalues, "pvalues", ndim=1, low=0.0, high=1.0)
@@ -99,21 +117,15 @@ def _result(
     )
 
 
-def bonferroni(pvalues: ArrayLike, delta: float) -> FWERResult:
-    """Reject H_j when p_j ≤ δ/m."""
-    p = _check_pvalues(pvalues)
-    delta = check_level(delta, "delta")
+# --------------------------------------------------------------------------- kernels
+# Validated inputs only: p a 1-d float64 array in [0, 1], delta in (0, 1), idx from
+# resolve_order. The public functions below and learn_then_test / pareto_test call these.
+def _bonferroni(p: FloatArray, delta: float) -> FWERResult:
     mask = p <= delta / p.size
     return _result(mask, np.flatnonzero(mask), "bonferroni", delta)
 
 
-def holm(pvalues: ArrayLike, delta: float) -> FWERResult:
-    """Holm's step-down: sort p ascending, reject while p_(i) ≤ δ/(m − i + 1).
-
-    Always rejects a superset of :func:`bonferroni`.
-    """
-    p = _check_pvalues(pvalues)
-    delta = check_level(delta, "delta")
+def _holm(p: FloatArray, delta: float) -> FWERResult:
     m = p.size
     order = np.argsort(p, kind="stable")
     levels = delta / (m - np.arange(m))
@@ -122,6 +134,64 @@ def holm(pvalues: ArrayLike, delta: float) -> FWERResult:
     mask = np.zeros(m, dtype=bool)
     mask[order[:n_rej]] = True
     return _result(mask, order[:n_rej], "holm", delta)
+
+
+def _fixed_sequence(p: FloatArray, delta: float, idx: IntArray, strict: bool) -> FWERResult:
+    passed = p[idx] < delta if strict else p[idx] <= delta
+    fails = np.flatnonzero(~passed)
+    n_rej = int(fails[0]) if fails.size else idx.size
+    mask = np.zeros(p.size, dtype=bool)
+    mask[idx[:n_rej]] = True
+    return _result(mask, idx[:n_rej], "fixed_sequence", delta)
+
+
+def _fallback(p: FloatArray, delta: float, idx: IntArray, w: FloatArray) -> FWERResult:
+    mask = np.zeros(p.size, dtype=bool)
+    rejected: list[int] = []
+    carried = 0.0
+    for j, h in enumerate(idx):
+        level = delta * w[j] + carried
+        if level > 0 and p[h] <= level:
+            mask[h] = True
+            rejected.append(int(h))
+            carried = level
+        else:
+            carried = 0.0
+    return _result(mask, rejected, "fallback", delta)
+
+
+def _fwer(
+    p: FloatArray, delta: float, procedure: str, idx: IntArray | None, strict: bool
+) -> FWERResult:
+    """Kernel of :func:`fwer_control`; ``idx`` is required for the sequential procedures."""
+    if procedure == "bonferroni":
+        return _bonferroni(p, delta)
+    if procedure == "holm":
+        return _holm(p, delta)
+    assert idx is not None
+    if procedure == "fixed_sequence":
+        return _fixed_sequence(p, delta, idx, strict)
+    return _fallback(p, delta, idx, np.full(idx.size, 1.0 / idx.size))
+
+
+def _check_strict(strict: object) -> bool:
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"strict: expected a bool, got {type(strict).__name__}")
+    return bool(strict)
+
+
+# --------------------------------------------------------------------------- public
+def bonferroni(pvalues: ArrayLike, delta: float) -> FWERResult:
+    """Reject H_j when p_j ≤ δ/m."""
+    return _bonferroni(_check_pvalues(pvalues), check_level(delta, "delta"))
+
+
+def holm(pvalues: ArrayLike, delta: float) -> FWERResult:
+    """Holm's step-down: sort p ascending, reject while p_(i) ≤ δ/(m − i + 1).
+
+    Always rejects a superset of :func:`bonferroni`.
+    """
+    return _holm(_check_pvalues(pvalues), check_level(delta, "delta"))
 
 
 def fixed_sequence(
@@ -135,12 +205,7 @@ def fixed_sequence(
     p = _check_pvalues(pvalues)
     delta = check_level(delta, "delta")
     idx = resolve_order(order, p.size)
-    passed = p[idx] < delta if strict else p[idx] <= delta
-    fails = np.flatnonzero(~passed)
-    n_rej = int(fails[0]) if fails.size else idx.size
-    mask = np.zeros(p.size, dtype=bool)
-    mask[idx[:n_rej]] = True
-    return _result(mask, idx[:n_rej], "fixed_sequence", delta)
+    return _fixed_sequence(p, delta, idx, _check_strict(strict))
 
 
 def fallback(
@@ -162,18 +227,7 @@ def fallback(
             raise ValueError(f"weights: length {w.size} does not match order (length {idx.size})")
         if w.sum() > 1 + 1e-12:
             raise ValueError(f"weights: must sum to at most 1, got {w.sum()!r}")
-    mask = np.zeros(p.size, dtype=bool)
-    rejected: list[int] = []
-    carried = 0.0
-    for j, h in enumerate(idx):
-        level = delta * w[j] + carried
-        if level > 0 and p[h] <= level:
-            mask[h] = True
-            rejected.append(int(h))
-            carried = level
-        else:
-            carried = 0.0
-    return _result(mask, rejected, "fallback", delta)
+    return _fallback(p, delta, idx, w)
 
 
 def graphical(
@@ -234,15 +288,19 @@ def fwer_control(
 ) -> FWERResult:
     """Dispatch to one of :data:`PROCEDURES` (``order`` is required for the sequential ones)."""
     check_choice(procedure, "procedure", PROCEDURES)
-    if procedure == "bonferroni":
-        return bonferroni(pvalues, delta)
-    if procedure == "holm":
-        return holm(pvalues, delta)
+    p = _check_pvalues(pvalues)
+    delta = check_level(delta, "delta")
+    strict = _check_strict(strict)
+    return _fwer(p, delta, procedure, _order_iv(order, procedure, p.size), strict)
+
+
+def _order_iv(order: Order | None, procedure: str, m: int) -> IntArray | None:
+    """The resolved testing order: required for the sequential procedures, else optional."""
     if order is None:
-        raise ValueError(
-            f"order: required for procedure={procedure!r} "
-            "(give 'ascending', 'descending' or the testing order as indices)"
-        )
-    if procedure == "fixed_sequence":
-        return fixed_sequence(pvalues, delta, order=order, strict=strict)
-    return fallback(pvalues, delta, order=order)
+        if procedure in ("fixed_sequence", "fallback"):
+            raise ValueError(
+                f"order: required for procedure={procedure!r} "
+                "(give 'ascending', 'descending' or the testing order as indices)"
+            )
+        return None
+    return resolve_order(order, m)

@@ -16,20 +16,26 @@ delegate" — not an exception.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._repr import result_repr
+from ._serialize import JSONSerializable, array_sha256
 from ._validation import (
     BoolArray,
     FloatArray,
     IntArray,
     as_float_array,
+    as_int_array,
+    check_choice,
     check_level,
     check_positive_int,
 )
-from .fwer import Order, fixed_sequence, resolve_order
-from .pvalues import PValueMethod, pvalues, pvalues_from_counts
+from .fwer import Order, _check_strict, _fixed_sequence, resolve_order
+from .pvalues import METHODS, PValueMethod, _from_counts, _from_losses, _losses_iv
+from .pvalues import _min_n_for_zero_losses as _min_n
 
 __all__ = ["ParetoTestResult", "pareto_front", "pareto_test"]
 
@@ -41,7 +47,10 @@ def pareto_front(objectives: ArrayLike) -> BoolArray:
     do not dominate each other, so all copies of an efficient point are kept. If nothing
     survives (impossible for finite inputs, kept as a safeguard) every row is kept.
     """
-    obj = as_float_array(objectives, "objectives", ndim=2)
+    return _pareto_front(as_float_array(objectives, "objectives", ndim=2))
+
+
+def _pareto_front(obj: FloatArray) -> BoolArray:
     le = np.all(obj[:, None, :] <= obj[None, :, :], axis=2)  # le[j, i]: j ≤ i everywhere
     lt = np.any(obj[:, None, :] < obj[None, :, :], axis=2)
     dominated = np.any(le & lt, axis=0)
@@ -49,8 +58,8 @@ def pareto_front(objectives: ArrayLike) -> BoolArray:
     return keep if keep.any() else np.ones(obj.shape[0], dtype=bool)
 
 
-@dataclass(frozen=True)
-class ParetoTestResult:
+@dataclass(frozen=True, repr=False)
+class ParetoTestResult(JSONSerializable):
     """Outcome of Pareto testing.
 
     Guarantee: with probability ≥ 1 − ``delta`` over the ht split, the chosen grid point (and
@@ -71,8 +80,16 @@ class ParetoTestResult:
         ht p-values for every grid point (only those on the front were tested).
     opt_control, opt_performance
         The opt-split risks used to build the front.
-    alpha, delta, n_ht, method
+    alpha, delta, n_ht, method, strict
         The settings used.
+    calibration_sha256
+        :func:`ctd_stats._serialize.array_sha256` of the ht losses or counts given.
+    reason
+        Why nothing was certified (``None`` when found).
+    min_n
+        When nothing was certified: the smallest ht size at which the most favourable outcome
+        (no ht losses) would certify the first point of the front; ``None`` when found or not
+        computable (``wsr``).
     """
 
     found: bool
@@ -86,6 +103,44 @@ class ParetoTestResult:
     delta: float
     n_ht: int
     method: str
+    strict: bool
+    calibration_sha256: str
+    reason: str | None = None
+    min_n: int | None = None
+
+    def __repr__(self) -> str:
+        head = f"found={self.found}, index={self.index}"
+        lines: list[tuple[str, Any]] = []
+        if not self.found:
+            lines += [("reason", self.reason), ("min_n", self.min_n)]
+        lines += [
+            ("alpha", self.alpha),
+            ("delta", self.delta),
+            ("n_ht", self.n_ht),
+            ("method", self.method + (" (strict)" if self.strict else "")),
+            ("front", self.front),
+            ("certified", self.certified),
+            ("pvalues", self.pvalues),
+        ]
+        return result_repr("ParetoTestResult", head, lines)
+
+    def _json_meta(self) -> dict[str, Any]:
+        return {
+            "guarantee": (
+                f"Pareto testing: with probability at least 1 - {self.delta!r} over the "
+                f"{self.n_ht} hypothesis-testing points, the chosen grid point (and every "
+                f"certified one) has true control risk <= alpha = {self.alpha!r} (fixed-sequence "
+                f"testing of {self.method} p-values along the opt-split Pareto front)."
+            ),
+            "n": self.n_ht,
+            "calibration_sha256": self.calibration_sha256,
+            "settings": {
+                "alpha": self.alpha,
+                "delta": self.delta,
+                "method": self.method,
+                "strict": self.strict,
+            },
+        }
 
 
 def pareto_test(
@@ -119,8 +174,10 @@ def pareto_test(
     strict
         Reject only p < δ (the CTD reference code's rule) instead of p ≤ δ.
     """
+    check_choice(method, "method", METHODS)
     alpha = check_level(alpha, "alpha")
     delta = check_level(delta, "delta")
+    strict = _check_strict(strict)
     control = as_float_array(opt_control, "opt_control", ndim=1)
     performance = as_float_array(opt_performance, "opt_performance", ndim=1)
     m = control.size
@@ -131,28 +188,54 @@ def pareto_test(
     if (ht_losses is None) == (ht_counts is None):
         raise ValueError("ht_losses: give exactly one of ht_losses or ht_counts (with n_ht)")
     if ht_losses is not None:
-        x = as_float_array(ht_losses, "ht_losses", ndim=2, low=0.0, high=1.0)
-        if x.shape[1] != m:
+        if n_ht is not None:
+            raise ValueError("n_ht: only used with ht_counts; ht_losses already give n_ht")
+        x = _losses_iv(ht_losses, method)
+        if x.ndim != 2 or x.shape[1] != m:
             raise ValueError(f"ht_losses: expected {m} columns (grid size), got shape {x.shape}")
-        n_test = x.shape[0]
-        p = pvalues(x, alpha, method=method, delta=delta)
+        n_test, sha = x.shape[0], array_sha256(x)
     else:
+        assert ht_counts is not None  # exactly one of ht_losses / ht_counts was given
         if n_ht is None:
             raise ValueError("n_ht: required with ht_counts")
+        if method == "wsr":
+            raise ValueError("method: 'wsr' depends on the order of the losses; pass ht_losses")
         n_test = check_positive_int(n_ht, "n_ht")
-        counts = np.asarray(ht_counts)
+        counts = as_int_array(ht_counts, "ht_counts", ndim=1, low=0, high=n_test)
         if counts.shape != (m,):
             raise ValueError(f"ht_counts: expected shape {(m,)}, got {counts.shape}")
-        p = pvalues_from_counts(counts, n_test, alpha, method=method)
-
+        sha = array_sha256(counts)
     grid_order = resolve_order(order, m)
     if grid_order.size != m:
         raise ValueError("order: must list every grid index once for Pareto testing")
-    on_front = pareto_front(np.column_stack([control, performance]))
+
+    # Kernels only from here on.
+    if ht_losses is not None:
+        p = _from_losses(x, alpha, method, delta)
+    else:
+        p = _from_counts(counts, n_test, alpha, method)
+    on_front = _pareto_front(np.column_stack([control, performance]))
     front = grid_order[on_front[grid_order]]
-    tested = fixed_sequence(p, delta, order=front, strict=strict)
+    tested = _fixed_sequence(p, delta, front, strict)
+    reason: str | None = None
+    min_n: int | None = None
     if tested.n_rejected == 0:
         index = None
+        min_n = _min_n(alpha, delta, method, strict=strict)
+        op = "<" if strict else "<="
+        if min_n is not None and n_test < min_n:
+            reason = (
+                "too few hypothesis-testing points: even with no losses at all, "
+                f"n_ht >= {min_n} is needed to certify anything "
+                f"(n_ht = {n_test}; {method} p-value {op} {delta:.4g})"
+            )
+        else:
+            first = int(front[0])
+            reason = (
+                f"the least aggressive point of the Pareto front (index {first}) has ht p-value "
+                f"{p[first]:.4g}, not {op} delta = {delta:.4g}: its control risk is not shown to "
+                "be <= alpha, so testing stopped"
+            )
     else:
         # argmin returns the first minimum, i.e. the least aggressive among ties.
         index = int(tested.indices[np.argmin(performance[tested.indices])])
@@ -168,4 +251,8 @@ def pareto_test(
         delta=delta,
         n_ht=n_test,
         method=method,
+        strict=strict,
+        calibration_sha256=sha,
+        reason=reason,
+        min_n=min_n,
     )

@@ -59,34 +59,67 @@ METHODS: Final[tuple[str, ...]] = ("binomial", "hoeffding", "hoeffding_kl", "ben
 COUNT_METHODS: Final[tuple[str, ...]] = ("binomial", "hoeffding", "hoeffding_kl", "bentkus", "hb")
 
 
-def _counts_and_n(counts: ArrayLike, n: int) -> tuple[IntArray, int]:
+try:  # the ufunc behind scipy.stats.binom.cdf, without its per-call argument handling
+    from scipy.special._ufuncs import _binom_cdf as _BINOM_CDF_UFUNC
+except ImportError:  # pragma: no cover - a scipy that moved it: use the public (slower) path
+    _BINOM_CDF_UFUNC = None  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------------- validation
+# Public functions validate once here (scipy's ``_xxx_iv`` pattern); the kernels below trust
+# their inputs, so LTT and Pareto testing call the kernels on data they validated themselves.
+def _counts_iv(
+    counts: ArrayLike, n: int, *, ndim: int | tuple[int, ...] = (0, 1)
+) -> tuple[IntArray, int]:
     n = check_positive_int(n, "n")
-    k = as_int_array(counts, "counts", ndim=(0, 1), low=0, high=n)
+    k = as_int_array(counts, "counts", ndim=ndim, low=0, high=n)
     return k, n
 
 
-def _risk_and_n(risk: ArrayLike, n: int) -> tuple[FloatArray, int]:
+def _risk_iv(risk: ArrayLike, n: int) -> tuple[FloatArray, int]:
     n = check_positive_int(n, "n")
     r = as_float_array(risk, "risk", ndim=(0, 1), low=0.0, high=1.0)
     return r, n
 
 
-def binomial_pvalue(counts: ArrayLike, n: int, alpha: float) -> FloatArray:
-    """Exact binomial p-value P(Bin(n, α) ≤ k) for H0: R > α with binary losses.
+def _losses_iv(losses: ArrayLike, method: str) -> FloatArray:
+    """A loss matrix (n,) or (n, m) in [0, 1]; binary if ``method`` is ``"binomial"``."""
+    x = as_float_array(losses, "losses", ndim=(1, 2), low=0.0, high=1.0)
+    _check_binary(x, method)
+    return x
 
-    ``counts`` are the integer numbers of losses equal to 1 (one per grid point). Equals
-    ``scipy.stats.binomtest(k, n, α, alternative="less").pvalue``. Under R ≥ α the count is
-    stochastically at least Bin(n, α), so P(p ≤ t) ≤ t exactly (super-uniform).
+
+def _check_binary(x: FloatArray, method: str) -> None:
+    if method == "binomial" and not np.all((x == 0) | (x == 1)):
+        raise ValueError(
+            "losses: the binomial p-value needs binary (0/1) losses; "
+            "use method='hb' or 'wsr' for losses in [0, 1]"
+        )
+
+
+# --------------------------------------------------------------------------- kernels
+def _binom_cdf(k: IntArray | FloatArray, n: int, alpha: float) -> FloatArray:
+    """``scipy.stats.binom.cdf(k, n, alpha)`` for integer-valued 0 ≤ k ≤ n, bit for bit.
+
+    ``binom.cdf`` evaluates the same ufunc on floor(k), clips to [0, 1] and returns 1 for
+    k ≥ n; its argument broadcasting costs ~50 µs per call, the ufunc ~1 µs per 100 values.
     """
-    k, n = _counts_and_n(counts, n)
-    alpha = check_level(alpha, "alpha")
-    return np.asarray(stats.binom.cdf(k, n, alpha), dtype=np.float64)
+    kf = np.asarray(k, dtype=np.float64)
+    if _BINOM_CDF_UFUNC is None:  # pragma: no cover
+        return np.asarray(stats.binom.cdf(kf, n, alpha), dtype=np.float64)
+    out = np.asarray(_BINOM_CDF_UFUNC(kf, float(n), alpha), dtype=np.float64)
+    # In place: np.clip / np.where would each cost more than the 100 cdf values themselves.
+    np.minimum(out, 1.0, out=out)
+    np.maximum(out, 0.0, out=out)
+    out[kf >= n] = 1.0
+    return out
 
 
-def hoeffding_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
-    """Hoeffding p-value exp(−2n(α − r̂)₊²) for losses in [0, 1]."""
-    r, n = _risk_and_n(risk, n)
-    alpha = check_level(alpha, "alpha")
+def _binomial(k: IntArray, n: int, alpha: float) -> FloatArray:
+    return _binom_cdf(k, n, alpha)
+
+
+def _hoeffding(r: FloatArray, n: int, alpha: float) -> FloatArray:
     gap = np.maximum(alpha - r, 0.0)
     return np.exp(-2.0 * n * gap * gap)
 
@@ -99,11 +132,107 @@ def _bernoulli_kl(a: FloatArray, b: float) -> FloatArray:
     return np.asarray(first + second, dtype=np.float64)
 
 
+def _hoeffding_kl(r: FloatArray, n: int, alpha: float) -> FloatArray:
+    return np.exp(-n * _bernoulli_kl(np.minimum(r, alpha), alpha))
+
+
+def _bentkus(r: FloatArray, n: int, alpha: float) -> FloatArray:
+    # A relative slack of a few ulps keeps k/n → k exact; the rest rounds up (conservative).
+    k = np.ceil(n * r * (1 - 4 * np.finfo(np.float64).eps))
+    return np.minimum(1.0, math.e * _binom_cdf(k, n, alpha))
+
+
+def _hb(r: FloatArray, n: int, alpha: float) -> FloatArray:
+    return np.minimum(_hoeffding_kl(r, n, alpha), _bentkus(r, n, alpha))
+
+
+def _wsr(x: FloatArray, alpha: float, delta: float) -> FloatArray:
+    squeeze = x.ndim == 1
+    x = x.reshape(x.shape[0], -1)
+    n = x.shape[0]
+    steps = np.arange(1, n + 1, dtype=np.float64)[:, None]
+    mu_hat = (0.5 + np.cumsum(x, axis=0)) / (steps + 1)
+    sigma2_hat = (0.25 + np.cumsum((x - mu_hat) ** 2, axis=0)) / (steps + 1)
+    # Predictable: the bet at step i uses the variance estimate after step i − 1.
+    sigma2_prev = np.vstack([np.full((1, x.shape[1]), 0.25), sigma2_hat[:-1]])
+    nu = np.minimum(np.sqrt(2 * math.log(1 / delta) / (n * sigma2_prev)), 1 / (1 - alpha))
+    with np.errstate(divide="ignore"):
+        log_wealth = np.cumsum(np.log1p(-nu * (x - alpha)), axis=0)
+    p: FloatArray = np.minimum(1.0, np.exp(-np.max(log_wealth, axis=0)))
+    return p.reshape(()) if squeeze else p
+
+
+def _from_counts(k: IntArray, n: int, alpha: float, method: str) -> FloatArray:
+    """Kernel of :func:`pvalues_from_counts` (validated counts 0 ≤ k ≤ n, method not wsr)."""
+    if method == "binomial":
+        return _binomial(k, n, alpha)
+    return np.asarray(_RISK_KERNELS[method](k / n, n, alpha), dtype=np.float64)
+
+
+def _from_losses(x: FloatArray, alpha: float, method: str, delta: float) -> FloatArray:
+    """Kernel of :func:`pvalues` (validated losses, binary when method is binomial)."""
+    if method == "wsr":
+        return _wsr(x, alpha, delta)
+    n = x.shape[0]
+    if method == "binomial":
+        return _binomial(x.sum(axis=0).astype(np.int64), n, alpha)
+    return np.asarray(_RISK_KERNELS[method](x.sum(axis=0) / n, n, alpha), dtype=np.float64)
+
+
+def _zero_loss_pvalue(n: int, alpha: float, method: str) -> float:
+    """p-value of the most favourable calibration: n points, no loss (non-increasing in n)."""
+    return float(_from_counts(np.zeros(1, dtype=np.int64), n, alpha, method)[0])
+
+
+def _min_n_for_zero_losses(
+    alpha: float, level: float, method: str, *, strict: bool = False, limit: int = 10**9
+) -> int | None:
+    """Smallest n at which zero losses give a p-value ≤ ``level`` (< if strict), or None.
+
+    Used to say, when nothing was certified, how large a calibration set must be for the most
+    favourable outcome to certify anything. None for ``wsr`` (order-dependent) or past ``limit``.
+    """
+    if method not in COUNT_METHODS:
+        return None
+
+    def ok(n: int) -> bool:
+        p = _zero_loss_pvalue(n, alpha, method)
+        return p < level if strict else p <= level
+
+    hi = 1
+    while not ok(hi):
+        hi *= 2
+        if hi > limit:
+            return None
+    lo = hi // 2  # ok(lo) is False (or lo == 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+# --------------------------------------------------------------------------- public
+def binomial_pvalue(counts: ArrayLike, n: int, alpha: float) -> FloatArray:
+    """Exact binomial p-value P(Bin(n, α) ≤ k) for H0: R > α with binary losses.
+
+    ``counts`` are the integer numbers of losses equal to 1 (one per grid point). Equals
+    ``scipy.stats.binomtest(k, n, α, alternative="less").pvalue``. Under R ≥ α the count is
+    stochastically at least Bin(n, α), so P(p ≤ t) ≤ t exactly (super-uniform).
+    """
+    k, n = _counts_iv(counts, n)
+    return _binomial(k, n, check_level(alpha, "alpha"))
+
+
+def hoeffding_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
+    """Hoeffding p-value exp(−2n(α − r̂)₊²) for losses in [0, 1]."""
+    r, n = _risk_iv(risk, n)
+    return _hoeffding(r, n, check_level(alpha, "alpha"))
+
+
 def hoeffding_kl_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
     """Hoeffding–KL (Chernoff) p-value exp(−n h(min(r̂, α), α)) for losses in [0, 1]."""
-    r, n = _risk_and_n(risk, n)
-    alpha = check_level(alpha, "alpha")
-    return np.exp(-n * _bernoulli_kl(np.minimum(r, alpha), alpha))
+    r, n = _risk_iv(risk, n)
+    return _hoeffding_kl(r, n, check_level(alpha, "alpha"))
 
 
 def bentkus_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
@@ -112,16 +241,14 @@ def bentkus_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
     ``n * r̂`` is rounded up, which is the conservative direction; pass risks computed as
     ``sum / n`` (as :func:`pvalues` does) so integer sums stay exact.
     """
-    r, n = _risk_and_n(risk, n)
-    alpha = check_level(alpha, "alpha")
-    # A relative slack of a few ulps keeps k/n → k exact; the rest rounds up (conservative).
-    k = np.ceil(n * r * (1 - 4 * np.finfo(np.float64).eps))
-    return np.minimum(1.0, math.e * np.asarray(stats.binom.cdf(k, n, alpha), dtype=np.float64))
+    r, n = _risk_iv(risk, n)
+    return _bentkus(r, n, check_level(alpha, "alpha"))
 
 
 def hb_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
     """Hoeffding–Bentkus p-value min(Hoeffding–KL, Bentkus) (Angelopoulos et al. 2022)."""
-    return np.minimum(hoeffding_kl_pvalue(risk, n, alpha), bentkus_pvalue(risk, n, alpha))
+    r, n = _risk_iv(risk, n)
+    return _hb(r, n, check_level(alpha, "alpha"))
 
 
 def wsr_pvalue(losses: ArrayLike, alpha: float, *, delta: float = 0.1) -> FloatArray:
@@ -139,19 +266,7 @@ def wsr_pvalue(losses: ArrayLike, alpha: float, *, delta: float = 0.1) -> FloatA
     x = as_float_array(losses, "losses", ndim=(1, 2), low=0.0, high=1.0)
     alpha = check_level(alpha, "alpha")
     delta = check_level(delta, "delta")
-    squeeze = x.ndim == 1
-    x = x.reshape(x.shape[0], -1)
-    n = x.shape[0]
-    steps = np.arange(1, n + 1, dtype=np.float64)[:, None]
-    mu_hat = (0.5 + np.cumsum(x, axis=0)) / (steps + 1)
-    sigma2_hat = (0.25 + np.cumsum((x - mu_hat) ** 2, axis=0)) / (steps + 1)
-    # Predictable: the bet at step i uses the variance estimate after step i − 1.
-    sigma2_prev = np.vstack([np.full((1, x.shape[1]), 0.25), sigma2_hat[:-1]])
-    nu = np.minimum(np.sqrt(2 * math.log(1 / delta) / (n * sigma2_prev)), 1 / (1 - alpha))
-    with np.errstate(divide="ignore"):
-        log_wealth = np.cumsum(np.log1p(-nu * (x - alpha)), axis=0)
-    p: FloatArray = np.minimum(1.0, np.exp(-np.max(log_wealth, axis=0)))
-    return p.reshape(()) if squeeze else p
+    return _wsr(x, alpha, delta)
 
 
 def pvalues_from_counts(
@@ -162,10 +277,8 @@ def pvalues_from_counts(
     ``method`` is any of :data:`METHODS` except ``"wsr"`` (which needs the ordered losses).
     """
     check_choice(method, "method", COUNT_METHODS)
-    k, n = _counts_and_n(counts, n)
-    if method == "binomial":
-        return binomial_pvalue(k, n, alpha)
-    return np.asarray(_RISK_FUNCTIONS[method](k / n, n, alpha), dtype=np.float64)
+    k, n = _counts_iv(counts, n)
+    return _from_counts(k, n, check_level(alpha, "alpha"), method)
 
 
 def pvalues(
@@ -177,18 +290,10 @@ def pvalues(
     (counted as integers); the others accept losses in [0, 1]. ``delta`` only tunes the WSR bet.
     """
     check_choice(method, "method", METHODS)
-    x = as_float_array(losses, "losses", ndim=(1, 2), low=0.0, high=1.0)
-    if method == "wsr":
-        return wsr_pvalue(x, alpha, delta=delta)
-    n = x.shape[0]
-    if method == "binomial":
-        if not np.all((x == 0) | (x == 1)):
-            raise ValueError(
-                "losses: the binomial p-value needs binary (0/1) losses; "
-                "use method='hb' or 'wsr' for losses in [0, 1]"
-            )
-        return binomial_pvalue(x.sum(axis=0).astype(np.int64), n, alpha)
-    return np.asarray(_RISK_FUNCTIONS[method](x.sum(axis=0) / n, n, alpha), dtype=np.float64)
+    x = _losses_iv(losses, method)
+    alpha = check_level(alpha, "alpha")
+    delta = check_level(delta, "delta")
+    return _from_losses(x, alpha, method, delta)
 
 
 def binomial_upper_bound(counts: ArrayLike, n: int, delta: float) -> FloatArray:
@@ -197,15 +302,15 @@ def binomial_upper_bound(counts: ArrayLike, n: int, delta: float) -> FloatArray:
     U is the largest α with P(Bin(n, α) ≤ k) ≥ δ, i.e. the dual of :func:`binomial_pvalue`:
     ``binomial_pvalue(k, n, α) ≤ δ`` exactly when α ≥ U (up to floating point). U = 1 if k = n.
     """
-    k, n = _counts_and_n(counts, n)
+    k, n = _counts_iv(counts, n)
     delta = check_level(delta, "delta")
     upper = np.where(k < n, stats.beta.ppf(1 - delta, k + 1, np.maximum(n - k, 1)), 1.0)
     return np.asarray(upper, dtype=np.float64)
 
 
-_RISK_FUNCTIONS = {
-    "hoeffding": hoeffding_pvalue,
-    "hoeffding_kl": hoeffding_kl_pvalue,
-    "bentkus": bentkus_pvalue,
-    "hb": hb_pvalue,
+_RISK_KERNELS = {
+    "hoeffding": _hoeffding,
+    "hoeffding_kl": _hoeffding_kl,
+    "bentkus": _bentkus,
+    "hb": _hb,
 }

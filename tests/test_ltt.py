@@ -83,7 +83,7 @@ def test_permutation_invariance_of_exchangeable_methods(seed: int) -> None:
 
 def test_nothing_certified_is_a_result_not_an_error() -> None:
     res = learn_then_test(np.ones((50, 5)), alpha=0.1, delta=0.1, order="ascending")
-    assert not res.any_certified and res.indices.size == 0
+    assert not res.found and res.indices.size == 0 and res.select(GRID[:5]) is None
 
 
 @pytest.mark.parametrize(
@@ -151,3 +151,173 @@ def test_boolean_losses_take_the_count_path_with_identical_results() -> None:
         np.testing.assert_allclose(a.pvalues, b.pvalues)
     with pytest.raises(ValueError, match="losses: expected a non-empty"):
         learn_then_test(np.zeros((0, 3), dtype=bool), alpha=0.3, delta=0.1, order="descending")
+
+
+# --------------------------------------------------------------------------- select / reason
+def test_select_follows_the_testing_order() -> None:
+    losses = _delegation_losses(1000, 7)
+    res = learn_then_test(losses, alpha=0.3, delta=0.1, order="descending")
+    certified = np.flatnonzero(res.certified)
+    assert res.found and res.order is not None and res.order[0] == GRID.size - 1
+    # Descending order: the last one rejected is the smallest certified λ (most delegation).
+    assert res.select_index(rule="most_aggressive") == certified.min() == res.indices[-1]
+    assert res.select_index(rule="least_aggressive") == certified.max() == res.indices[0]
+    assert res.select(GRID, rule="most_aggressive") == GRID[certified.min()]
+    asc = learn_then_test(1.0 - losses, alpha=0.3, delta=0.1, order="ascending")
+    assert asc.select_index(rule="most_aggressive") == np.flatnonzero(asc.certified).max()
+
+
+def test_select_for_holm_and_bonferroni_uses_the_given_order() -> None:
+    losses = _delegation_losses(1000, 8)
+    for procedure in ("holm", "bonferroni"):
+        res = learn_then_test(losses, alpha=0.3, delta=0.1, procedure=procedure, order="descending")
+        certified = np.flatnonzero(res.certified)
+        assert res.select_index(rule="most_aggressive") == certified.min()
+        assert res.select_index(rule="least_aggressive") == certified.max()
+        unordered = learn_then_test(losses, alpha=0.3, delta=0.1, procedure=procedure)
+        assert unordered.order is None
+        np.testing.assert_array_equal(unordered.certified, res.certified)
+        with pytest.raises(ValueError, match="rule: procedure="):
+            unordered.select(GRID)
+    with pytest.raises(ValueError, match="order: must list every grid index"):
+        learn_then_test(losses, alpha=0.3, delta=0.1, procedure="holm", order=[0, 1])
+    res = learn_then_test(losses, alpha=0.3, delta=0.1, order="descending")
+    with pytest.raises(ValueError, match="rule: must be one of"):
+        res.select(GRID, rule="middle")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="grid: expected 51 values"):
+        res.select(GRID[:-1])
+
+
+def test_readme_snippet() -> None:
+    scores = np.random.default_rng(0).uniform(size=2000)
+    losses = scores[:, None] > GRID[None, :]
+    res = learn_then_test(losses, alpha=0.2, delta=0.1, order="descending")
+    tau = res.select(GRID, rule="most_aggressive")
+    if tau is None:
+        raise AssertionError(res.reason)
+    assert 0.78 <= tau <= 0.86
+
+
+@pytest.mark.parametrize(
+    ("procedure", "order", "level_div"),
+    [
+        ("fixed_sequence", "descending", 1),
+        ("holm", None, 5),
+        ("bonferroni", None, 5),
+        ("fallback", "descending", 5),
+    ],
+)
+@pytest.mark.parametrize("strict", [False, True])
+def test_min_n_is_the_smallest_n_that_could_have_worked(
+    procedure: str, order: str | None, level_div: int, strict: bool
+) -> None:
+    alpha, delta = 0.1, 0.1
+    res = learn_then_test(
+        counts=[0] * 5,
+        n=3,
+        alpha=alpha,
+        delta=delta,
+        procedure=procedure,  # type: ignore[arg-type]
+        order=order,
+        strict=strict,  # type: ignore[arg-type]
+    )
+    assert not res.found and res.min_n is not None and res.reason is not None
+    assert res.reason.startswith("too few calibration points")
+    assert repr(res).startswith("LTTResult(found=False") and "reason:" in repr(res).split("\n")[1]
+    n0 = res.min_n
+    kwargs = dict(alpha=alpha, delta=delta, procedure=procedure, order=order, strict=strict)
+    assert learn_then_test(counts=[0] * 5, n=n0, **kwargs).found  # type: ignore[arg-type]
+    assert not learn_then_test(counts=[0] * 5, n=n0 - 1, **kwargs).found  # type: ignore[arg-type]
+    # Closed form (1 − α)^n ≤ δ/m, up to the exact binomial cdf's rounding.
+    expected = np.log(delta / level_div) / np.log1p(-alpha)
+    assert abs(n0 - np.ceil(expected)) <= 1
+
+
+def test_reason_when_n_is_large_enough_but_the_risk_is_not_low() -> None:
+    res = learn_then_test(np.ones((200, 4)), alpha=0.1, delta=0.1, order="ascending")
+    assert not res.found and res.min_n is not None and res.min_n <= 200
+    assert res.reason is not None and res.reason.startswith("the first grid point tested")
+    multi = learn_then_test(
+        counts=[[0, 0], [0, 0]], n=5, alpha=[0.1, 0.4], delta=0.1, order="ascending"
+    )
+    assert (
+        multi.min_n
+        == learn_then_test(counts=[0, 0], n=5, alpha=0.1, delta=0.1, order="ascending").min_n
+    )
+    wsr = learn_then_test(np.ones((20, 4)), alpha=0.1, delta=0.1, method="wsr", order="ascending")
+    assert not wsr.found and wsr.min_n is None and wsr.reason is not None
+
+
+def test_repr_is_compact() -> None:
+    scores = np.random.default_rng(1).uniform(size=500)
+    grid = np.linspace(0, 1, 1000)
+    res = learn_then_test(scores[:, None] > grid[None, :], alpha=0.2, delta=0.1, order="descending")
+    text = repr(res)
+    assert len(text) < 1500 and text.count("\n") <= 12
+    assert text.startswith("LTTResult(found=True")
+
+
+# --------------------------------------------------------------------------- JSON
+def _assert_same(a: object, b: object) -> None:
+    import dataclasses
+
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):  # type: ignore[arg-type]
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y)
+        else:
+            assert x == y and type(x) is type(y), f.name
+
+
+@given(
+    st.integers(1, 60),
+    st.integers(1, 12),
+    st.floats(0.01, 0.9),
+    st.floats(0.01, 0.5),
+    st.sampled_from(["fixed_sequence", "holm", "bonferroni", "fallback"]),
+    st.sampled_from(["binomial", "hb", "wsr"]),
+    st.booleans(),
+)
+def test_json_round_trip_is_exact(
+    n: int, m: int, alpha: float, delta: float, procedure: str, method: str, strict: bool
+) -> None:
+    from ctd_stats import LTTResult
+
+    rng = np.random.default_rng(n * 100 + m)
+    losses = rng.uniform(size=(n, m)) < np.linspace(0.0, 0.6, m)
+    order = None if procedure in ("holm", "bonferroni") and n % 2 else "ascending"
+    res = learn_then_test(
+        losses.astype(float),
+        alpha=alpha,
+        delta=delta,
+        method=method,  # type: ignore[arg-type]
+        procedure=procedure,
+        order=order,
+        strict=strict,  # type: ignore[arg-type]
+    )
+    back = LTTResult.from_json(res.to_json())
+    _assert_same(res, back)
+    if res.order is not None:
+        assert back.select_index() == res.select_index()
+
+
+def test_json_header_states_the_guarantee_and_refuses_tampering() -> None:
+    import json
+
+    from ctd_stats import LTTResult
+    from ctd_stats._serialize import array_sha256
+
+    k = np.array([40, 20, 5, 0])
+    res = learn_then_test(counts=k, n=100, alpha=0.2, delta=0.1, order="descending")
+    payload = json.loads(res.to_json())
+    assert payload["n"] == 100 and payload["calibration_sha256"] == array_sha256(k)
+    assert "1 - 0.1" in payload["guarantee"] and "alpha = [0.2]" in payload["guarantee"]
+    assert payload["settings"]["procedure"] == "fixed_sequence"
+    losses = np.zeros((30, 3))
+    assert learn_then_test(losses, alpha=0.2, delta=0.1, order="descending").calibration_sha256 == (
+        array_sha256(losses)
+    )
+    payload["fields"]["delta"] = 0.5
+    with pytest.raises(ValueError, match="text: checksum mismatch"):
+        LTTResult.from_json(json.dumps(payload))

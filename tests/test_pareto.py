@@ -146,3 +146,69 @@ def test_bad_input_names_the_argument(kwargs: dict[str, object], message: str) -
     base.update(kwargs)
     with pytest.raises(ValueError, match=message):
         pareto_test(**base)  # type: ignore[arg-type]
+
+
+def _prob_small() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    m = 8
+    return {
+        "ctrl": np.linspace(0.9, 0.0, m),
+        "perf": np.linspace(0.0, 0.9, m),
+        "ht": (rng.uniform(size=(400, m)) < np.linspace(0.9, 0.0, m)).astype(float),
+    }
+
+
+def test_nothing_certified_says_why_with_min_n() -> None:
+    prob = _prob_small()
+    res = pareto_test(
+        opt_control=prob["ctrl"],
+        opt_performance=prob["perf"],
+        ht_counts=np.zeros(8, int),
+        n_ht=5,
+        alpha=0.1,
+        delta=0.1,
+        order="descending",
+    )
+    assert not res.found and res.index is None and res.min_n is not None
+    assert res.reason is not None and res.reason.startswith("too few hypothesis-testing points")
+    assert repr(res).startswith("ParetoTestResult(found=False, index=None)\n  reason: too few")
+    again = pareto_test(
+        opt_control=prob["ctrl"],
+        opt_performance=prob["perf"],
+        ht_counts=np.zeros(8, int),
+        n_ht=res.min_n,
+        alpha=0.1,
+        delta=0.1,
+        order="descending",
+    )
+    assert again.found and again.min_n is None and again.reason is None
+
+
+def test_pareto_json_round_trip_and_tamper() -> None:
+    import dataclasses
+    import json
+
+    from ctd_stats import ParetoTestResult
+    from ctd_stats._serialize import array_sha256
+
+    prob = _prob_small()
+    for strict in (False, True):
+        res = pareto_test(
+            opt_control=prob["ctrl"],
+            opt_performance=prob["perf"],
+            ht_losses=prob["ht"],
+            alpha=0.4,
+            delta=0.1,
+            order="descending",
+            strict=strict,
+        )
+        back = ParetoTestResult.from_json(res.to_json())
+        for f in dataclasses.fields(res):
+            x, y = getattr(res, f.name), getattr(back, f.name)
+            assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
+        assert res.calibration_sha256 == array_sha256(prob["ht"])
+        assert len(repr(res).splitlines()) <= 12
+    payload = json.loads(res.to_json())
+    payload["fields"]["index"] = 0
+    with pytest.raises(ValueError, match="text: checksum"):
+        ParetoTestResult.from_json(json.dumps(payload))
