@@ -357,6 +357,19 @@ class CascadeTable:
     def n(self) -> int:
         return int(self.probe.size)
 
+    def __repr__(self) -> str:
+        groups = sorted(set(self.groups.tolist()))
+        shown = ", ".join(groups[:6]) + (", ..." if len(groups) > 6 else "")
+        return "\n".join(
+            [
+                f"CascadeTable(n={self.n}, {int(self.labels.sum())} positive, "
+                f"{len(groups)} groups: {shown})",
+                "  " + summarise("probe", self.probe),
+                "  " + summarise("expert", self.expert),
+                "  " + summarise("dv", self.dv),
+            ]
+        )
+
     def values(self, *, kind: ValueKind = "continuous") -> FloatArray:
         """The true delegation values v of every row (see :func:`delegation_value`)."""
         check_choice(kind, "kind", VALUE_KINDS)
