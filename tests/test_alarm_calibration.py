@@ -250,7 +250,9 @@ def test_crc_missed_detection_expectation(eps: float) -> None:
     risks = np.array(
         [
             missed_detection_risk(
-                crc_threshold(incorrect_minima(rng, n), alpha=eps, risk="missed_detection").threshold
+                crc_threshold(
+                    incorrect_minima(rng, n), alpha=eps, risk="missed_detection"
+                ).threshold
             )
             for _ in range(runs)
         ]
@@ -274,11 +276,15 @@ def test_ucb_high_probability(bound: str, risk: str) -> None:
     violations = 0
     for _ in range(runs):
         if risk == "false_alarm":
-            lam = ucb_threshold(correct_minima(rng, n), alpha=eps, delta=delta, bound=bound).threshold
+            lam = ucb_threshold(
+                correct_minima(rng, n), alpha=eps, delta=delta, bound=bound
+            ).threshold
             violations += false_alarm_risk(lam) > eps
         else:
             m = incorrect_minima(rng, n)
-            lam = ucb_threshold(m, alpha=eps, delta=delta, bound=bound, risk="missed_detection").threshold
+            lam = ucb_threshold(
+                m, alpha=eps, delta=delta, bound=bound, risk="missed_detection"
+            ).threshold
             violations += missed_detection_risk(lam) > eps
     assert violations <= stats.binom.ppf(1 - 1e-4, runs, delta)
 
@@ -312,11 +318,11 @@ def test_crc_on_full_trajectories() -> None:
 def test_bad_input() -> None:
     m = np.array([0.1, 0.5, 0.9])
     for bad_eps in (0.0, 1.0, -0.1, 1.5, math.nan):
-        with pytest.raises(ValueError, match="^alpha:"):
+        with pytest.raises(ValueError, match=r"^alpha:"):
             crc_threshold(m, alpha=bad_eps)
-        with pytest.raises(ValueError, match="^alpha:"):
+        with pytest.raises(ValueError, match=r"^alpha:"):
             ucb_threshold(m, alpha=bad_eps)
-    with pytest.raises(ValueError, match="^alpha:"):
+    with pytest.raises(ValueError, match=r"^alpha:"):
         crc_thresholds(m, alpha=[0.1, 1.2])
     with pytest.raises(ValueError, match="delta"):
         ucb_threshold(m, alpha=0.1, delta=0.0)

@@ -113,13 +113,13 @@ def test_bad_input() -> None:
         betting_eprocess([0.1, 1.5], 0.1)
     with pytest.raises(ValueError, match="x"):
         betting_eprocess([0.1, math.nan], 0.1)
-    with pytest.raises(ValueError, match="^alpha:"):
+    with pytest.raises(ValueError, match=r"^alpha:"):
         betting_eprocess([0.1], 1.0)
-    with pytest.raises(ValueError, match="^level:"):
+    with pytest.raises(ValueError, match=r"^level:"):
         betting_eprocess([0.1], 0.1, level=0.0)
-    with pytest.raises(ValueError, match="^strategy:"):
+    with pytest.raises(ValueError, match=r"^strategy:"):
         BettingMonitor(alpha=0.1, level=0.1, strategy="kelly")
-    with pytest.raises(ValueError, match="^max_bet_fraction:"):
+    with pytest.raises(ValueError, match=r"^max_bet_fraction:"):
         BettingMonitor(alpha=0.1, level=0.1, max_bet_fraction=1.0)
     mon = BettingMonitor(alpha=0.1, level=0.1)
     with pytest.raises(ValueError, match="x"):
@@ -158,11 +158,11 @@ def test_state_json_refuses_tampering() -> None:
     state, _ = mon.update(mon.init(), 1.0)
     text = state.to_json()
     assert BettingState.from_json(text) == state
-    with pytest.raises(ValueError, match="^text:"):
+    with pytest.raises(ValueError, match=r"^text:"):
         BettingState.from_json(text.replace('"t": 1', '"t": 2'))
-    with pytest.raises(ValueError, match="^text:"):
+    with pytest.raises(ValueError, match=r"^text:"):
         BettingState.from_json(text.replace('"schema_version": 1', '"schema_version": 99'))
-    with pytest.raises(ValueError, match="^text:"):
+    with pytest.raises(ValueError, match=r"^text:"):
         BettingState.from_json(text[:-5])
     assert repr(state).startswith("BettingState(t=1")
     assert "of 1 streams" in repr(betting_eprocess([1.0, 0.0], 0.1))

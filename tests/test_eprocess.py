@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from ctd_stats._streaming import NO_ALARM
 from ctd_stats._validation import FloatArray
+from ctd_stats.logistic import fit_logistic_l2
 from ctd_stats.online.eprocess import (
     ChangePointModel,
     EProcessMonitor,
@@ -22,13 +25,11 @@ from ctd_stats.online.eprocess import (
     conformal_threshold,
     eprocess_first_alarms,
     evaluator_monitor,
-    fit_logistic_l2,
     max_log_eprocess,
     pac_threshold,
     randomized_ville_threshold,
     ville_threshold,
 )
-from ctd_stats.online.monitors import NO_ALARM
 from ctd_stats.online.trajectories import Trajectories, load_verifier_scores
 
 DATA_DIR = os.environ.get("CTD_STATS_DATA_DIR")
@@ -136,7 +137,7 @@ def test_evaluator_bad_input() -> None:
     with pytest.raises(ValueError, match="labels are required"):
         EValuatorModel.fit(Trajectories.from_arrays([[0.5]]))
     tr = _toy(100)
-    with pytest.raises(ValueError, match="alphas"):
+    with pytest.raises(ValueError, match=r"^alpha:"):
         evaluator_monitor(tr, [0.1, 1.0])
     with pytest.raises(ValueError, match="threshold"):
         evaluator_monitor(tr, 0.1, threshold="bonferroni")
@@ -227,9 +228,14 @@ def test_product_of_marginal_ratios_breaks_ville_under_correlation() -> None:
 # --------------------------------------------------------------------------- thresholds
 def test_pac_threshold_small_n_is_infinite() -> None:
     # n >= log(delta)/log(1-alpha) = 21.85 is needed at alpha = delta = 0.1
-    assert pac_threshold(np.arange(21.0), 0.1, delta=0.1).log_threshold == math.inf
-    finite = pac_threshold(np.arange(22.0), 0.1, delta=0.1)
+    small = pac_threshold(np.arange(21.0), alpha=0.1, delta=0.1)
+    assert small.log_threshold == math.inf
+    assert not small.found and small.min_n == 22 and "n >= 22" in (small.reason or "")
+    assert repr(small).startswith("EProcessThreshold(found=False")
+    assert repr(small).splitlines()[1].lstrip().startswith("reason:")
+    finite = pac_threshold(np.arange(22.0), alpha=0.1, delta=0.1)
     assert finite.log_threshold == 21.0 and finite.n == 22  # k = n: the maximum
+    assert finite.found and finite.min_n is None and finite.reason is None
 
 
 def test_threshold_order_statistics_match_definitions() -> None:
@@ -237,19 +243,19 @@ def test_threshold_order_statistics_match_definitions() -> None:
     xs = np.sort(x)
     for alpha in (0.05, 0.1, 0.3):
         k = math.ceil((1 - alpha) * 58)
-        assert conformal_threshold(x, alpha).log_threshold == xs[k - 1]
+        assert conformal_threshold(x, alpha=alpha).log_threshold == xs[k - 1]
         ks = [j for j in range(1, 58) if stats.binom.sf(j - 1, 57, 1 - alpha) <= 0.1]
-        assert pac_threshold(x, alpha).log_threshold == xs[ks[0] - 1]
-    assert conformal_threshold(x, 0.01).log_threshold == math.inf  # ⌈0.99·58⌉ = 58 > n
+        assert pac_threshold(x, alpha=alpha).log_threshold == xs[ks[0] - 1]
+    assert conformal_threshold(x, alpha=0.01).log_threshold == math.inf  # ⌈0.99·58⌉ = 58 > n
 
 
 def test_thresholds_monotone_in_alpha_and_delta() -> None:
     x = np.random.default_rng(1).exponential(size=300)
     alphas = np.linspace(0.02, 0.9, 30)
-    for fn in (lambda a: pac_threshold(x, a), lambda a: conformal_threshold(x, a)):
+    for fn in (lambda a: pac_threshold(x, alpha=a), lambda a: conformal_threshold(x, alpha=a)):
         c = np.array([fn(float(a)).log_threshold for a in alphas])
         assert np.all(c[1:] <= c[:-1])
-    c_delta = [pac_threshold(x, 0.1, delta=d).log_threshold for d in (0.01, 0.05, 0.1, 0.3)]
+    c_delta = [pac_threshold(x, alpha=0.1, delta=d).log_threshold for d in (0.01, 0.05, 0.1, 0.3)]
     assert np.all(np.diff(c_delta) <= 0)
     ville = [ville_threshold(float(a)).log_threshold for a in alphas]
     assert np.all(np.diff(ville) < 0)
@@ -258,8 +264,15 @@ def test_thresholds_monotone_in_alpha_and_delta() -> None:
 def test_threshold_permutation_invariance() -> None:
     x = np.random.default_rng(2).exponential(size=100)
     perm = np.random.default_rng(3).permutation(100)
-    assert pac_threshold(x, 0.2).log_threshold == pac_threshold(x[perm], 0.2).log_threshold
-    assert conformal_threshold(x, 0.2) == conformal_threshold(x[perm], 0.2)
+    assert (
+        pac_threshold(x, alpha=0.2).log_threshold == pac_threshold(x[perm], alpha=0.2).log_threshold
+    )
+    a, b = conformal_threshold(x, alpha=0.2), conformal_threshold(x[perm], alpha=0.2)
+    # the sha256 identifies the data as given (order included); everything else is invariant
+    assert a.calibration_sha256 != b.calibration_sha256
+    assert dataclasses.replace(a, calibration_sha256=None) == dataclasses.replace(
+        b, calibration_sha256=None
+    )
 
 
 @pytest.mark.validity
@@ -269,7 +282,7 @@ def test_pac_threshold_high_probability() -> None:
     runs, n, alpha, delta = 2000, 100, 0.1, 0.1
     v = 0
     for _ in range(runs):
-        c = pac_threshold(rng.exponential(size=n), alpha, delta=delta).log_threshold
+        c = pac_threshold(rng.exponential(size=n), alpha=alpha, delta=delta).log_threshold
         v += math.exp(-c) > alpha
     assert v <= stats.binom.ppf(1 - 1e-4, runs, delta)
 
@@ -282,7 +295,7 @@ def test_max_instead_of_inf_is_invalid() -> None:
     v = 0
     for _ in range(runs):
         x = rng.exponential(size=n)
-        c = pac_threshold(x, alpha, delta=delta).log_threshold
+        c = pac_threshold(x, alpha=alpha, delta=delta).log_threshold
         assert c == math.inf  # n = 15 is too small at alpha = delta = 0.1
         v += math.exp(-x.max()) > alpha  # what returning the max would give
     assert v > stats.binom.ppf(1 - 1e-4, runs, delta)
@@ -294,7 +307,7 @@ def test_conformal_threshold_expectation() -> None:
     runs, n, alpha = 4000, 30, 0.2
     fa = np.array(
         [
-            math.exp(-conformal_threshold(rng.exponential(size=n), alpha).log_threshold)
+            math.exp(-conformal_threshold(rng.exponential(size=n), alpha=alpha).log_threshold)
             for _ in range(runs)
         ]
     )
@@ -381,8 +394,8 @@ def test_streaming_equals_vectorised(parts: list[list[float]], which: str, alpha
         state = mon.init()
         for t, s in enumerate(p):
             state, step = mon.update(state, s)
-            assert math.isclose(step.log_m, lm[tr.offsets[i] + t], rel_tol=1e-9, abs_tol=1e-9)
-        assert state.alarm_step == vec[i]
+            assert math.isclose(step.statistic, lm[tr.offsets[i] + t], rel_tol=1e-9, abs_tol=1e-9)
+        assert (NO_ALARM if state.alarm_step is None else state.alarm_step) == vec[i]
 
 
 def test_streaming_rejects_randomized_ville() -> None:

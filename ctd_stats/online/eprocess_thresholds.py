@@ -1,0 +1,249 @@
+"""Alarm thresholds for e-process monitors: alarm at the first t with log M_t > log c.
+
+* ``ville``: c = 1/level; P_H0(∃t: M_t ≥ 1/level) ≤ level only if M is a test
+  (super)martingale under H0 (Ville's inequality; true for the exact change-point ratio, NOT
+  guaranteed for an estimated e-valuator ratio — monitoring paper §4.2);
+* ``randomized_ville``: 1/level before the last step, U/level at the last step (U ~ Unif(0, 1);
+  Ramdas & Manole 2023, randomised Ville);
+* ``pac``: from held-out correct trajectories, c = the k-th order statistic of max_t M, k the
+  smallest with P(Bin(n, 1 − alpha) ≥ k) ≤ δ; then P(false-alarm rate > alpha) ≤ δ over the
+  held-out draw (distribution-free tolerance bound, Wilks 1941; the e-valuator paper's PAC
+  calibration). With n < log δ / log(1 − alpha) no k qualifies: ``found=False``, ``min_n``, and
+  c = +∞ (never alarm — valid, zero power);
+* ``conformal``: c = the ⌈(1 − alpha)(n + 1)⌉-th order statistic; false-alarm rate ≤ alpha in
+  expectation (split conformal). ``found=False`` with c = +∞ when that index exceeds n.
+
+``alpha`` is a false-alarm RATE controlled by calibration, ``level`` the type-I error of an
+anytime-valid alarm; each threshold carries the one it controls (the other is ``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from .._repr import result_repr
+from .._serialize import JSONSerializable, array_sha256
+from .._validation import FloatArray, as_float_array, check_level
+
+__all__ = [
+    "THRESHOLD_METHODS",
+    "EProcessThreshold",
+    "conformal_threshold",
+    "pac_threshold",
+    "randomized_ville_threshold",
+    "ville_threshold",
+]
+
+THRESHOLD_METHODS: Final[tuple[str, ...]] = ("ville", "randomized_ville", "pac", "conformal")
+
+
+@dataclass(frozen=True)
+class EProcessThreshold(JSONSerializable):
+    """Alarm threshold for an e-process: alarm at the first t with log M_t > ``log_threshold``.
+
+    ``method="randomized_ville"`` uses log(U/level) at each trajectory's last step instead (U
+    drawn by :func:`~ctd_stats.online.eprocess.eprocess_first_alarms`). ``guarantee`` states
+    what the threshold promises. ``level`` is set for the anytime-valid methods, ``alpha`` (and
+    ``delta`` for PAC) for the calibrated ones. ``n`` is the number of held-out correct
+    trajectories used (PAC, conformal). ``found=False`` (with ``reason``, ``min_n``) when the
+    held-out set is too small: ``log_threshold = +inf`` (never alarm).
+    """
+
+    log_threshold: float
+    method: str
+    alpha: float | None
+    level: float | None
+    delta: float | None
+    n: int | None
+    found: bool
+    reason: str | None
+    min_n: int | None
+    calibration_sha256: str | None
+    guarantee: str
+
+    @property
+    def rate(self) -> float:
+        """The controlled quantity: ``alpha`` (calibrated) or ``level`` (anytime valid)."""
+        value = self.alpha if self.alpha is not None else self.level
+        assert value is not None
+        return value
+
+    def _json_meta(self) -> dict[str, Any]:
+        return {
+            "guarantee": self.guarantee,
+            "n": self.n,
+            "calibration_sha256": self.calibration_sha256,
+            "settings": {
+                "method": self.method,
+                "alpha": self.alpha,
+                "level": self.level,
+                "delta": self.delta,
+            },
+        }
+
+    def __repr__(self) -> str:
+        lines: list[tuple[str, Any]] = [
+            ("method", self.method),
+            ("alpha", self.alpha),
+            ("level", self.level),
+            ("delta", self.delta),
+            ("n", self.n),
+        ]
+        if not self.found:
+            lines = [("reason", self.reason), ("min_n", self.min_n), *lines]
+            return result_repr("EProcessThreshold", "found=False, log_threshold=inf", lines)
+        head = f"found=True, log_threshold={self.log_threshold:.6g}"
+        return result_repr("EProcessThreshold", head, lines)
+
+
+def _anytime(level: float, method: str, guarantee: str) -> EProcessThreshold:
+    return EProcessThreshold(
+        log_threshold=-math.log(level),
+        method=method,
+        alpha=None,
+        level=level,
+        delta=None,
+        n=None,
+        found=True,
+        reason=None,
+        min_n=None,
+        calibration_sha256=None,
+        guarantee=guarantee,
+    )
+
+
+def ville_threshold(level: float) -> EProcessThreshold:
+    """c = 1/level (valid when M is a test (super)martingale under H0: Ville's inequality)."""
+    lv = check_level(level, "level")
+    return _anytime(
+        lv,
+        "ville",
+        "P_H0(∃t: M_t ≥ 1/level) ≤ level if M is a nonnegative supermartingale with M_0 ≤ 1",
+    )
+
+
+def randomized_ville_threshold(level: float) -> EProcessThreshold:
+    """1/level before the last step, U/level at the last step (randomised Ville)."""
+    lv = check_level(level, "level")
+    return _anytime(
+        lv,
+        "randomized_ville",
+        "P_H0(∃t < T: M_t ≥ 1/level or M_T ≥ U/level) ≤ level for a test supermartingale M, "
+        "U ~ Unif(0, 1) independent, T a stopping time",
+    )
+
+
+def _held_out_iv(values: ArrayLike) -> tuple[FloatArray, str]:
+    v = as_float_array(values, "max_log_values", ndim=1, finite=False)
+    return np.sort(v), array_sha256(v)
+
+
+def _pac_ok(n: int, alpha: float, delta: float) -> bool:
+    """Whether k = n (the most favourable order statistic) satisfies the PAC rule at n."""
+    return bool(stats.binom.sf(n - 1, n, 1.0 - alpha) <= delta)
+
+
+def _pac_min_n(alpha: float, delta: float) -> int:
+    n = max(1, math.ceil(math.log(delta) / math.log1p(-alpha)) - 1)
+    while not _pac_ok(n, alpha, delta):
+        n += 1
+    while n > 1 and _pac_ok(n - 1, alpha, delta):
+        n -= 1
+    return n
+
+
+def pac_threshold(
+    max_log_values: ArrayLike, *, alpha: float, delta: float = 0.1
+) -> EProcessThreshold:
+    """PAC tolerance bound from max_t log M over held-out CORRECT trajectories.
+
+    c = X_(k), the smallest k with P(Bin(n, 1 − alpha) ≥ k) ≤ δ. Guarantee: with probability
+    ≥ 1 − δ over the held-out draw, P(max_t M_t > c | correct) ≤ alpha. If no k qualifies
+    (n < log δ / log(1 − alpha)) the result has ``found=False``, ``min_n`` and c = +∞.
+    """
+    a = check_level(alpha, "alpha")
+    d = check_level(delta, "delta")
+    x, sha = _held_out_iv(max_log_values)
+    return _pac_threshold(x, sha, a, d)
+
+
+def _pac_threshold(x: FloatArray, sha: str, a: float, d: float) -> EProcessThreshold:
+    """Kernel of :func:`pac_threshold`: sorted held-out values, validated alpha and delta."""
+    n = len(x)
+    k = np.arange(1, n + 1)
+    ok = np.flatnonzero(stats.binom.sf(k - 1, n, 1.0 - a) <= d)
+    found = len(ok) > 0
+    need = None if found else _pac_min_n(a, d)
+    return EProcessThreshold(
+        log_threshold=float(x[ok[0]]) if found else math.inf,
+        method="pac",
+        alpha=a,
+        level=None,
+        delta=d,
+        n=n,
+        found=found,
+        reason=None
+        if found
+        else (
+            f"too few held-out correct trajectories: n = {n}, PAC at alpha = {a:g}, "
+            f"delta = {d:g} needs n >= {need}; threshold is +inf (never alarm)"
+        ),
+        min_n=need,
+        calibration_sha256=sha,
+        guarantee=(
+            "P(false-alarm rate > alpha) ≤ delta over the held-out correct trajectories "
+            "(distribution-free tolerance bound)"
+        ),
+    )
+
+
+def _conformal_k(n: int, alpha: float) -> int:
+    return math.ceil((1.0 - alpha) * (n + 1) - 1e-12)
+
+
+def conformal_threshold(max_log_values: ArrayLike, *, alpha: float) -> EProcessThreshold:
+    """Conformal threshold: the ⌈(1 − alpha)(n + 1)⌉-th order statistic.
+
+    Guarantee: P(max_t M_t > c) ≤ alpha for a new correct trajectory exchangeable with the n
+    held-out ones (in expectation over the held-out draw). If that index exceeds n the result
+    has ``found=False``, ``min_n`` and c = +∞.
+    """
+    a = check_level(alpha, "alpha")
+    x, sha = _held_out_iv(max_log_values)
+    return _conformal_threshold(x, sha, a)
+
+
+def _conformal_threshold(x: FloatArray, sha: str, a: float) -> EProcessThreshold:
+    """Kernel of :func:`conformal_threshold`: sorted held-out values, validated alpha."""
+    n = len(x)
+    k = _conformal_k(n, a)
+    found = k <= n
+    need: int | None = None
+    if not found:
+        need = n + 1
+        while _conformal_k(need, a) > need:
+            need += 1
+    return EProcessThreshold(
+        log_threshold=float(x[k - 1]) if found else math.inf,
+        method="conformal",
+        alpha=a,
+        level=None,
+        delta=None,
+        n=n,
+        found=found,
+        reason=None
+        if found
+        else (
+            f"too few held-out correct trajectories: n = {n}, conformal at alpha = {a:g} "
+            f"needs n >= {need}; threshold is +inf (never alarm)"
+        ),
+        min_n=need,
+        calibration_sha256=sha,
+        guarantee="P(max_t M_t > c) ≤ alpha in expectation (split conformal, exchangeable data)",
+    )
