@@ -91,7 +91,7 @@ def test_driver_matches_manual_computation() -> None:
     for s in range(3):
         cal_idx, test_idx = split_by_trajectory(300, 0.2, 5 + s)
         cal, test = tr.subset(cal_idx), tr.subset(test_idx)
-        lam = crc_thresholds(cal, eps)
+        lam = crc_thresholds(cal, alpha=eps)
         for j in range(2):
             m = monitor_metrics(test, first_alarm_steps(test, float(lam[j])))
             assert res.false_alarm_rate[0, s, j] == m.false_alarm_rate
@@ -107,18 +107,18 @@ def test_driver_matches_manual_computation() -> None:
 def test_custom_method_and_bad_input() -> None:
     tr = simulate_trajectories(np.random.default_rng(1), 200)
 
-    def never(cal: Trajectories, test: Trajectories, eps: FloatArray) -> IntArray:
-        return np.full((test.n_trajectories, len(eps)), NO_ALARM, dtype=np.int64)
+    def never(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
+        return np.full((test.n_trajectories, len(alpha)), NO_ALARM, dtype=np.int64)
 
     res = run_monitor_experiment(tr, [0.2], methods={"never": never}, n_splits=2)
     assert np.all(res.power == 0) and np.all(res.detection_delay == 1.0)
 
-    def wrong(cal: Trajectories, test: Trajectories, eps: FloatArray) -> IntArray:
+    def wrong(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
         return np.zeros(test.n_trajectories, dtype=np.int64)
 
     with pytest.raises(ValueError, match="methods"):
         run_monitor_experiment(tr, [0.2], methods={"wrong": wrong}, n_splits=1)
-    with pytest.raises(ValueError, match="epsilons"):
+    with pytest.raises(ValueError, match=r"^alpha:"):
         run_monitor_experiment(tr, [0.2, 1.0], methods={"never": never})
     with pytest.raises(ValueError, match="calibration_fraction"):
         run_monitor_experiment(tr, [0.2], methods={"never": never}, calibration_fraction=1.0)
@@ -205,3 +205,13 @@ def test_metrics_invariant_to_trajectory_order(
     for x, y in ((a.false_alarm_rate, b.false_alarm_rate), (a.power, b.power)):
         assert (math.isnan(x) and math.isnan(y)) or x == y
     assert math.isclose(a.detection_delay, b.detection_delay, rel_tol=1e-12)
+
+
+def test_result_reprs_are_compact() -> None:
+    tr = simulate_trajectories(np.random.default_rng(2), 200)
+    res = run_monitor_experiment(tr, [0.1, 0.2], methods={"crc": crc_method()}, n_splits=2)
+    assert res.alpha.tolist() == [0.1, 0.2]
+    summ = aggregate(res)
+    assert summ.alpha.tolist() == [0.1, 0.2]
+    for obj in (res, summ, summ.power, monitor_metrics(tr, first_alarm_steps(tr, 0.3))):
+        assert len(repr(obj).splitlines()) <= 12

@@ -37,8 +37,8 @@ def _streaming_first_alarm(monitor: ThresholdMonitor, scores: list[float]) -> in
     for s in scores:
         state, res = monitor.update(state, s)
         if res.new_alarm:
-            first = res.step
-    assert state.alarm_step == first
+            first = res.t
+    assert (NO_ALARM if state.alarm_step is None else state.alarm_step) == first
     return first
 
 
@@ -76,7 +76,7 @@ def test_alarm_is_strict_and_absorbing() -> None:
     state, r2 = mon.update(state, 0.1)
     assert r1.new_alarm and r1.alarm and r1.alarm_step == 0
     assert r2.alarm and not r2.new_alarm and r2.alarm_step == 0
-    assert state.running_min == 0.1 and state.steps_seen == 2
+    assert state.running_min == 0.1 and state.t == 2
 
 
 def test_infinite_thresholds() -> None:
@@ -100,7 +100,7 @@ def test_bad_input() -> None:
     with pytest.raises(TypeError, match="threshold"):
         ThresholdMonitor(threshold="0.3")  # type: ignore[arg-type]
     mon = ThresholdMonitor(threshold=0.5)
-    with pytest.raises(ValueError, match="score"):
+    with pytest.raises(ValueError, match=r"^x:"):
         mon.update(mon.init(), math.nan)
     with pytest.raises(ValueError, match="thresholds"):
         first_alarm_matrix(Trajectories.from_arrays([[0.1]]), [math.nan])

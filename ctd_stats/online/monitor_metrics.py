@@ -13,7 +13,8 @@ always reported.
 
 The driver (:func:`run_monitor_experiment`) repeats: split the trajectories at random BY
 TRAJECTORY (split i uses ``default_rng(seed + i).choice(n, int(fraction·n), replace=False)`` in
-the container's order = calibration, the rest = test), calibrate every method for all ε at once,
+the container's order = calibration, the rest = test), calibrate every method for all controlled
+rates ``alpha`` at once (the monitoring paper's ε),
 evaluate on the test part. :func:`aggregate` gives mean / sd / 10 % and 90 % quantiles over
 splits.
 """
@@ -27,18 +28,23 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._repr import result_repr
+from .._streaming import NO_ALARM
 from .._validation import (
     FloatArray,
     IntArray,
+    check_choice,
     check_level,
     check_levels,
     check_positive_int,
 )
 from ..splits import split_by_trajectory
-from . import alarm_calibration as _ac
-from .eprocess import evaluator_monitor
-from .monitors import NO_ALARM, first_alarm_matrix
+from ._calibration_common import RISKS, GridArg, Risk, calibration_minima, check_grid
+from .crc import _crc_kernel
+from .eprocess import THRESHOLD_METHODS, evaluator_monitor
+from .monitors import first_alarm_matrix
 from .trajectories import Trajectories
+from .ucb import UCB_BOUNDS, _ucb_kernel
 
 __all__ = [
     "ExperimentResult",
@@ -56,7 +62,7 @@ __all__ = [
     "ucb_method",
 ]
 
-#: A monitor method: (calibration, test, epsilons) -> (n_test, n_eps) first-alarm steps.
+#: A monitor method: (calibration, test, alpha) -> (n_test, len(alpha)) first-alarm steps.
 MonitorMethod = Callable[[Trajectories, Trajectories, FloatArray], IntArray]
 
 
@@ -71,6 +77,17 @@ class MonitorMetrics:
     n_incorrect: int
     n_false_alarms: int
     n_detections: int
+
+    def __repr__(self) -> str:
+        return result_repr(
+            "MonitorMetrics",
+            f"false_alarm_rate={self.false_alarm_rate:.4g}, power={self.power:.4g}",
+            [
+                ("detection_delay", self.detection_delay),
+                ("false_alarms", f"{self.n_false_alarms} of {self.n_correct} correct"),
+                ("detections", f"{self.n_detections} of {self.n_incorrect} incorrect"),
+            ],
+        )
 
 
 def _check_alarms(trajectories: Trajectories, first_alarms: ArrayLike) -> IntArray:
@@ -139,11 +156,14 @@ def monitor_metrics(trajectories: Trajectories, first_alarms: ArrayLike) -> Moni
 
 
 # --------------------------------------------------------------------------- methods
-def crc_method(*, risk: _ac.Risk = "false_alarm", grid: _ac.GridArg = None) -> MonitorMethod:
-    """Threshold monitor with the CRC threshold (E[R] ≤ ε for the chosen ``risk``)."""
+def crc_method(*, risk: Risk = "false_alarm", grid: GridArg = None) -> MonitorMethod:
+    """Threshold monitor with the CRC threshold (E[R] ≤ alpha for the chosen ``risk``)."""
+    check_choice(risk, "risk", RISKS)
+    g = check_grid(grid)
 
-    def run(cal: Trajectories, test: Trajectories, eps: FloatArray) -> IntArray:
-        lam = _ac.crc_thresholds(cal, eps, risk=risk, grid=grid)
+    def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
+        # alpha was validated by the driver: call the kernel
+        lam, _ = _crc_kernel(np.sort(calibration_minima(cal, risk)), alpha, risk, g)
         return first_alarm_matrix(test, lam)
 
     return run
@@ -153,14 +173,18 @@ def ucb_method(
     *,
     delta: float = 0.1,
     bound: str = "binomial",
-    risk: _ac.Risk = "false_alarm",
-    grid: _ac.GridArg = None,
+    risk: Risk = "false_alarm",
+    grid: GridArg = None,
 ) -> MonitorMethod:
-    """Threshold monitor with the UCB threshold (P(R > ε) ≤ δ for the chosen ``risk``)."""
-    check_level(delta, "delta")
+    """Threshold monitor with the UCB threshold (P(R > alpha) ≤ δ for the chosen ``risk``)."""
+    d = check_level(delta, "delta")
+    check_choice(bound, "bound", UCB_BOUNDS)
+    check_choice(risk, "risk", RISKS)
+    g = check_grid(grid)
 
-    def run(cal: Trajectories, test: Trajectories, eps: FloatArray) -> IntArray:
-        lam = _ac.ucb_thresholds(cal, eps, delta=delta, bound=bound, risk=risk, grid=grid)
+    def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
+        mins = calibration_minima(cal, risk)
+        lam = np.array([_ucb_kernel(mins, float(a), d, risk, bound, g, d)[0] for a in alpha])
         return first_alarm_matrix(test, lam)
 
     return run
@@ -174,12 +198,15 @@ def evaluator_method(
     split_seed: int = 42,
     seed: int = 0,
 ) -> MonitorMethod:
-    """E-valuator monitor with α = ε (``threshold`` one of ville, randomized_ville, pac,
-    conformal; ``seed`` drives the randomised-Ville uniforms)."""
+    """E-valuator monitor at each controlled rate alpha (``threshold`` one of ville,
+    randomized_ville (alpha used as the level), pac, conformal; ``seed`` drives the
+    randomised-Ville uniforms)."""
+    check_choice(threshold, "threshold", THRESHOLD_METHODS)
+    check_level(delta, "delta")
 
-    def run(cal: Trajectories, test: Trajectories, eps: FloatArray) -> IntArray:
+    def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
         mon = evaluator_monitor(
-            cal, eps, threshold=threshold, delta=delta, prior=prior, split_seed=split_seed
+            cal, alpha, threshold=threshold, delta=delta, prior=prior, split_seed=split_seed
         )
         return mon.first_alarm_steps(test, seed=seed)
 
@@ -199,10 +226,10 @@ def default_methods(*, delta: float = 0.1) -> dict[str, MonitorMethod]:
 # --------------------------------------------------------------------------- experiment driver
 @dataclass(frozen=True)
 class ExperimentResult:
-    """Metrics per method, split and ε: arrays of shape (n_methods, n_splits, n_eps)."""
+    """Metrics per method, split and alpha: arrays of shape (n_methods, n_splits, n_alpha)."""
 
     methods: tuple[str, ...]
-    epsilons: FloatArray
+    alpha: FloatArray
     seeds: IntArray
     false_alarm_rate: FloatArray
     power: FloatArray
@@ -217,49 +244,82 @@ class ExperimentResult:
             raise ValueError(f"name: unknown method {name!r}; have {list(self.methods)}")
         return self.methods.index(name)
 
+    def __repr__(self) -> str:
+        return result_repr(
+            "ExperimentResult",
+            f"{len(self.methods)} methods, {len(self.seeds)} splits, {len(self.alpha)} alpha",
+            [
+                ("methods", ", ".join(self.methods)),
+                ("alpha", self.alpha),
+                ("false_alarm_rate", self.false_alarm_rate),
+                ("power", self.power),
+                ("detection_delay", self.detection_delay),
+            ],
+        )
+
 
 @dataclass(frozen=True)
 class MetricSummary:
-    """Across-split summary, arrays of shape (n_methods, n_eps). ``sd`` uses ddof = 0."""
+    """Across-split summary, arrays of shape (n_methods, n_alpha). ``sd`` uses ddof = 0."""
 
     mean: FloatArray
     sd: FloatArray
     q10: FloatArray
     q90: FloatArray
 
+    def __repr__(self) -> str:
+        return result_repr(
+            "MetricSummary", f"shape={self.mean.shape}", [("mean", self.mean), ("sd", self.sd)]
+        )
+
 
 @dataclass(frozen=True)
 class ExperimentSummary:
+    """Across-split summaries of :class:`ExperimentResult` (see :func:`aggregate`)."""
+
     methods: tuple[str, ...]
-    epsilons: FloatArray
+    alpha: FloatArray
     n_splits: int
     false_alarm_rate: MetricSummary
     power: MetricSummary
     detection_delay: MetricSummary
 
+    def __repr__(self) -> str:
+        return result_repr(
+            "ExperimentSummary",
+            f"{len(self.methods)} methods, {self.n_splits} splits",
+            [
+                ("methods", ", ".join(self.methods)),
+                ("alpha", self.alpha),
+                ("false_alarm_rate.mean", self.false_alarm_rate.mean),
+                ("power.mean", self.power.mean),
+                ("detection_delay.mean", self.detection_delay.mean),
+            ],
+        )
+
 
 def run_monitor_experiment(
     trajectories: Trajectories,
-    epsilons: ArrayLike,
+    alpha: ArrayLike,
     *,
     methods: Mapping[str, MonitorMethod] | None = None,
     n_splits: int = 10,
     calibration_fraction: float = 0.2,
     seed: int = 0,
 ) -> ExperimentResult:
-    """Repeated calibration/test splits by trajectory, all methods, all ε at once.
+    """Repeated calibration/test splits by trajectory, all methods, all ``alpha`` at once.
 
     Defaults follow the reference protocol: 10 splits, 20 % calibration, split i seeded with
     ``seed + i`` (seed0 = 0), the four :func:`default_methods`.
     """
-    eps = check_levels(epsilons, "epsilons")
+    alphas = check_levels(alpha, "alpha")
     trajectories.require_labels()
     n_splits = check_positive_int(n_splits, "n_splits")
     meths = dict(default_methods() if methods is None else methods)
     if not meths:
         raise ValueError("methods: at least one method is needed")
     names = tuple(meths)
-    shape = (len(names), n_splits, len(eps))
+    shape = (len(names), n_splits, len(alphas))
     fa = np.empty(shape)
     pw = np.empty(shape)
     dl = np.empty(shape)
@@ -274,15 +334,15 @@ def run_monitor_experiment(
         )
         cal, test = trajectories.subset(cal_idx), trajectories.subset(test_idx)
         for m, name in enumerate(names):
-            alarms = _check_alarms(test, meths[name](cal, test, eps))
-            if alarms.ndim != 2 or alarms.shape[1] != len(eps):
-                raise ValueError(f"methods: {name!r} must return shape (n_test, {len(eps)})")
+            alarms = _check_alarms(test, meths[name](cal, test, alphas))
+            if alarms.ndim != 2 or alarms.shape[1] != len(alphas):
+                raise ValueError(f"methods: {name!r} must return shape (n_test, {len(alphas)})")
             out = _metric_arrays(test, alarms)
             fa[m, s], pw[m, s], dl[m, s], nfa[m, s], ndet[m, s] = out[:5]
             n1[s], n0[s] = out[5], out[6]
     return ExperimentResult(
         methods=names,
-        epsilons=eps,
+        alpha=alphas,
         seeds=seeds,
         false_alarm_rate=fa,
         power=pw,
@@ -307,7 +367,7 @@ def aggregate(result: ExperimentResult) -> ExperimentSummary:
     """Mean, sd (ddof = 0, as the reference), 10 % and 90 % quantiles over splits."""
     return ExperimentSummary(
         methods=result.methods,
-        epsilons=result.epsilons,
+        alpha=result.alpha,
         n_splits=len(result.seeds),
         false_alarm_rate=_summary(result.false_alarm_rate),
         power=_summary(result.power),

@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._repr import result_repr
+from .._serialize import JSONSerializable
+from .._streaming import NO_ALARM, Step
 from .._validation import BoolArray, FloatArray, IntArray, as_float_array
 from .trajectories import Trajectories
 
 __all__ = [
     "NO_ALARM",
     "MonitorState",
-    "StepResult",
     "ThresholdMonitor",
     "alarm_counts",
     "alarm_matrix",
@@ -43,37 +46,36 @@ __all__ = [
     "running_minima",
 ]
 
-#: Value of a first-alarm step when the trajectory never alarms.
-NO_ALARM = -1
-
 
 @dataclass(frozen=True)
-class MonitorState:
-    """Immutable state of a streaming threshold monitor after ``steps_seen`` scores."""
+class MonitorState(JSONSerializable):
+    """Frozen state of a streaming threshold monitor after ``t`` scores.
 
-    steps_seen: int = 0
+    ``alarm_step`` is the 0-based index of the first alarm (``None`` while there is none).
+    """
+
+    t: int = 0
     running_min: float = math.inf
-    alarm_step: int = NO_ALARM
+    alarm_step: int | None = None
 
     @property
     def alarmed(self) -> bool:
-        return self.alarm_step != NO_ALARM
+        return self.alarm_step is not None
 
+    def _json_meta(self) -> dict[str, Any]:
+        return {
+            "guarantee": "checkpoint of a threshold monitor (the threshold carries the guarantee)",
+            "n": self.t,
+            "calibration_sha256": None,
+            "settings": {},
+        }
 
-@dataclass(frozen=True)
-class StepResult:
-    """What the monitor reports after one score.
-
-    ``step`` is the 0-based position of this score; ``alarm`` is True from the first alarm on
-    (absorbing); ``new_alarm`` only at the step that raised it; ``alarm_step`` is the first alarm
-    position or ``NO_ALARM``.
-    """
-
-    step: int
-    score: float
-    alarm: bool
-    new_alarm: bool
-    alarm_step: int
+    def __repr__(self) -> str:
+        return result_repr(
+            "MonitorState",
+            f"t={self.t}, alarmed={self.alarmed}",
+            [("running_min", self.running_min), ("alarm_step", self.alarm_step)],
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,8 @@ class ThresholdMonitor:
     """Alarm at the first step whose score is strictly below ``threshold``.
 
     ``threshold = -inf`` never alarms, ``+inf`` alarms at the first step. A calibrated threshold
-    (see ``ctd_stats.alarm_calibration``) carries that calibration's guarantee for trajectories
-    exchangeable with the calibration ones.
+    (see :mod:`ctd_stats.online.alarm_calibration`) carries that calibration's guarantee for
+    trajectories exchangeable with the calibration ones (monitoring paper §3).
     """
 
     threshold: float
@@ -100,28 +102,29 @@ class ThresholdMonitor:
         """Fresh state for a new trajectory."""
         return MonitorState()
 
-    def update(self, state: MonitorState, score: float) -> tuple[MonitorState, StepResult]:
-        """Feed one score; returns the new state and a frozen step result."""
-        s = float(score)
+    def update(self, state: MonitorState, x: float) -> tuple[MonitorState, Step]:
+        """Feed one score x; returns the new state and the step (statistic = the score)."""
+        s = float(x)
         if math.isnan(s):
-            raise ValueError("score: must not be NaN")
-        step = state.steps_seen
+            raise ValueError("x: must not be NaN")
+        t = state.t
         new_alarm = (not state.alarmed) and s < self.threshold
-        alarm_step = step if new_alarm else state.alarm_step
+        alarm_step = t if new_alarm else state.alarm_step
         new_state = MonitorState(
-            steps_seen=step + 1, running_min=min(state.running_min, s), alarm_step=alarm_step
+            t=t + 1, running_min=min(state.running_min, s), alarm_step=alarm_step
         )
-        result = StepResult(
-            step=step,
-            score=s,
-            alarm=alarm_step != NO_ALARM,
+        step = Step(
+            t=t,
+            x=s,
+            statistic=s,
+            alarm=alarm_step is not None,
             new_alarm=new_alarm,
             alarm_step=alarm_step,
         )
-        return new_state, result
+        return new_state, step
 
     def run(self, scores: ArrayLike) -> IntArray:
-        """Streaming run over one trajectory; returns the per-step alarm flags as 0/1."""
+        """Streaming run over one trajectory (via ``update``); per-step alarm flags as 0/1."""
         x = as_float_array(scores, "scores", ndim=1)
         state = self.init()
         out = np.zeros(len(x), dtype=np.int64)
