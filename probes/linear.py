@@ -1,9 +1,9 @@
-"""Linear probes in torch (CPU or GPU), results as plain numpy.
+"""Linear probes (logistic in numpy, ridge in torch on CPU or GPU), results as plain numpy.
 
 * :func:`fit_logistic` — the safety probe: L2-regularised logistic regression with an unpenalised
   intercept, minimising ``C * sum(log-loss) + ||w||² / 2`` exactly as scikit-learn's
-  ``LogisticRegression(C=C)`` (lbfgs); solved by damped Newton (default) or torch L-BFGS, in
-  float64. No feature scaling (SPEC §5).
+  ``LogisticRegression(C=C)``; solved in float64 by the package's one logistic solver,
+  :func:`ctd_stats.logistic.fit_logistic_l2` (damped Newton, numpy). No feature scaling.
 * :func:`fit_ridge` — the DV probe: ridge regression with an unpenalised intercept, closed form
   ``w = (Xcᵀ Xc + α I)⁻¹ Xcᵀ yc``, ``b = ȳ − x̄ᵀw`` (scikit-learn's ``Ridge(alpha)``).
 * :func:`auroc` — the area under the ROC curve (ties counted one half), for layer selection.
@@ -17,14 +17,9 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from ctd_stats._validation import (
-    FloatArray,
-    as_binary_array,
-    as_float_array,
-    check_choice,
-    check_same_length,
-)
+from ctd_stats._validation import FloatArray, as_binary_array, as_float_array, check_same_length
 from ctd_stats.cascade.metrics import auroc as cascade_auroc
+from ctd_stats.logistic import _fit_logistic_l2
 
 __all__ = ["LogisticProbe", "RidgeProbe", "auroc", "fit_logistic", "fit_ridge"]
 
@@ -78,96 +73,38 @@ class RidgeProbe:
         return np.asarray(x @ self.coef + self.intercept, dtype=np.float64)
 
 
-def _objective(w: torch.Tensor, Xt: torch.Tensor, yt: torch.Tensor, lam: float) -> torch.Tensor:
-    z = Xt @ w
-    loss = torch.nn.functional.softplus(z) - yt * z
-    return loss.sum() + 0.5 * lam * (w[:-1] ** 2).sum()
-
-
 def fit_logistic(
     X: ArrayLike,
     y: ArrayLike,
     *,
     C: float = 1.0,
-    solver: str = "newton",
     max_iter: int = 100,
     tol: float = 1e-8,
-    device: str | torch.device | None = None,
 ) -> LogisticProbe:
-    """Fit the L2 logistic regression (see module docstring); ``y`` must hold 0/1 labels."""
+    """Fit the L2 logistic regression (see module docstring); ``y`` must hold 0/1 labels.
+
+    Solved by :func:`ctd_stats.logistic.fit_logistic_l2` (damped Newton, float64, numpy), the
+    package's one logistic solver; stops when max |∇| < ``tol``·max(1, C·n).
+    """
     x = _features(X)
     labels = as_binary_array(y, "y")
     check_same_length("X", x, "y", labels)
-    check_choice(solver, "solver", ("newton", "lbfgs"))
-    if not (isinstance(C, (int, float)) and np.isfinite(C) and C > 0):
+    if isinstance(C, bool) or not (isinstance(C, (int, float)) and np.isfinite(C) and C > 0):
         raise ValueError(f"C: must be a positive finite number, got {C!r}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter: must be positive, got {max_iter!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol: must be a positive number, got {tol!r}")
     if labels.min() == labels.max():
         raise ValueError("y: both classes (0 and 1) must be present")
-    dev = _device(device)
-    n, d = x.shape
-    Xt = torch.cat(
-        [torch.as_tensor(x, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)], dim=1
-    ).to(dev)
-    yt = torch.as_tensor(labels, dtype=torch.float64, device=dev)
-    lam = 1.0 / float(C)
-    reg = torch.full((d + 1,), lam, dtype=torch.float64, device=dev)
-    reg[-1] = 0.0
-    w = torch.zeros(d + 1, dtype=torch.float64, device=dev)
-    converged = False
-    it = 0
-    if solver == "newton":
-        f = _objective(w, Xt, yt, lam)
-        for step_no in range(1, max_iter + 1):
-            it = step_no
-            p = torch.sigmoid(Xt @ w)
-            grad = Xt.T @ (p - yt) + reg * w
-            if float(grad.abs().max()) <= tol * max(1.0, n):
-                converged = True
-                break
-            hess = (Xt * (p * (1 - p)).unsqueeze(1)).T @ Xt + torch.diag(reg)
-            hess = hess + 1e-12 * torch.eye(d + 1, dtype=torch.float64, device=dev)
-            step = torch.linalg.solve(hess, grad)
-            t = 1.0
-            while True:  # backtracking (Armijo) line search
-                w_new = w - t * step
-                f_new = _objective(w_new, Xt, yt, lam)
-                if float(f_new) <= float(f) - 1e-4 * t * float(grad @ step) or t < 1e-10:
-                    break
-                t *= 0.5
-            w, f = w_new, f_new
-    else:
-        w.requires_grad_(True)
-        opt = torch.optim.LBFGS(
-            [w],
-            max_iter=max_iter,
-            tolerance_grad=tol,
-            tolerance_change=0.0,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-        )
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = _objective(w, Xt, yt, lam)
-            loss.backward()  # type: ignore[no-untyped-call]
-            return loss
-
-        opt.step(closure)  # type: ignore[no-untyped-call]
-        state = opt.state[w]
-        it = int(state.get("n_iter", max_iter))
-        w = w.detach()
-        p = torch.sigmoid(Xt @ w)
-        grad = Xt.T @ (p - yt) + reg * w
-        converged = float(grad.abs().max()) <= max(tol * n, 1e-6 * n)
-    coef = w.detach().cpu().numpy()
+    # validated above: the solver's kernel trusts its inputs
+    fit = _fit_logistic_l2(x, labels.astype(np.float64), float(C), max_iter, float(tol))
     return LogisticProbe(
-        coef=np.asarray(coef[:-1], dtype=np.float64),
-        intercept=float(coef[-1]),
+        coef=np.asarray(fit.coef, dtype=np.float64),
+        intercept=fit.intercept,
         C=float(C),
-        n_iter=it,
-        converged=converged,
+        n_iter=fit.n_iter,
+        converged=fit.converged,
     )
 
 

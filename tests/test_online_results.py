@@ -97,7 +97,7 @@ def test_crc_min_n_is_the_smallest_size_that_works(alpha: float, n: int) -> None
 def test_crc_grid_index_points_at_the_threshold() -> None:
     m = np.random.default_rng(0).uniform(size=200)
     for risk in ("false_alarm", "missed_detection"):
-        res = crc_threshold(m, alpha=0.2, risk=risk, grid="paper")  # type: ignore[arg-type]
+        res = crc_threshold(m, alpha=0.2, risk=risk, grid="paper")
         assert res.found and res.index is not None
         assert np.linspace(0, 1, 10001)[res.index] == res.threshold
         assert repr(res).startswith(f"CRCThreshold(found=True, threshold={res.threshold:.6g}")
@@ -135,7 +135,7 @@ def test_ucb_grid_index() -> None:
     m = np.random.default_rng(1).uniform(size=300)
     g = np.linspace(0, 1, 501)
     for risk in ("false_alarm", "missed_detection"):
-        res = ucb_threshold(m, alpha=0.2, risk=risk, grid=g)  # type: ignore[arg-type]
+        res = ucb_threshold(m, alpha=0.2, risk=risk, grid=g)
         assert res.found and res.index is not None and g[res.index] == res.threshold
 
 
@@ -153,7 +153,7 @@ def test_threshold_vocabulary() -> None:
     with pytest.raises(ValueError, match=r"^level:"):
         ville_threshold(1.0)
     with pytest.raises(TypeError):
-        pac_threshold(np.arange(50.0), 0.1)  # type: ignore[misc]
+        pac_threshold(np.arange(50.0), 0.1)  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------- JSON
@@ -240,7 +240,7 @@ def test_tampered_unknown_or_malformed_payloads_are_refused(obj: Any) -> None:
     with pytest.raises(ValueError, match=r"^text:"):
         other.from_json(text)
     with pytest.raises(TypeError, match=r"^text:"):
-        cls.from_json(3)  # type: ignore[arg-type]
+        cls.from_json(3)
     assert cls in (CRCThreshold, UCBThreshold, GeneralCRCThreshold, EProcessThreshold)
 
 
