@@ -244,6 +244,10 @@ def build_artifact(cfg: ArtifactConfig) -> Path | None:
     best = max(range(len(per_layer)), key=lambda k: per_layer[k]["dev_auroc"])
     layer = int(cfg.candidate_layers[best])
     chosen = acts[:, best, :].astype(np.float16)
+    # The safety probe on the activations as stored (float16): probes.pipeline uses these scores
+    # as they are, so no later step refits a probe the artifact already fitted.
+    chosen64 = chosen.astype(np.float64)
+    probe_scores = fit_logistic(chosen64[tr], label[tr]).predict_proba(chosen64)
 
     # 3. experts on dev + test
     eval_sets = [ds for ds in datasets if ds.split in ("dev", "test")]
@@ -279,6 +283,7 @@ def build_artifact(cfg: ArtifactConfig) -> Path | None:
         "split": split,
         "label": label,
         "activations": chosen,
+        "probe": probe_scores,
         **arrays,
     }
     np.savez_compressed(tmp, **payload)
@@ -295,6 +300,7 @@ def build_artifact(cfg: ArtifactConfig) -> Path | None:
             "split": "train|dev|test",
             "label": "1 = high-stakes (int8)",
             "activations": f"float16 (n, {chosen.shape[1]}), layer {layer}, mean over tokens",
+            "probe": "float64 P(high) of the safety probe (logistic, C=1, fitted on train)",
             **{k: "float32 P(high) from the expert, NaN on train" for k in arrays},
         },
         "n_examples": len(ids),
