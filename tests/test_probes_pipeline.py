@@ -74,5 +74,5 @@ def test_errors_name_the_argument() -> None:
     with pytest.raises(ValueError, match=r"^expert: .*'toy'"):
         pipeline.artifact_cascade(art, expert="nope")
     broken = {k: v for k, v in art.items() if k != "split"}
-    with pytest.raises(ValueError, match="^artifact: "):
+    with pytest.raises(ValueError, match=r"^artifact: "):
         pipeline.artifact_cascade(broken, expert="toy")
