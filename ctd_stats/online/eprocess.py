@@ -40,7 +40,7 @@ from .eprocess_thresholds import (
     randomized_ville_threshold,
     ville_threshold,
 )
-from .evaluator import ChangePointModel, EValuatorModel, LikelihoodRatioModel, StepModel
+from .evaluator import ChangePointModel, EValuatorModel, LikelihoodRatioModel, StepModel, _fit_iv
 from .monitors import first_alarm_from_mask
 from .trajectories import Trajectories
 
@@ -264,8 +264,9 @@ def evaluator_monitor(
     a = check_levels(alpha, "alpha")
     d = check_level(delta, "delta")
     labels = calibration.require_labels("calibration")
+    settings = _fit_iv(min_per_class, C, 1e-6, None, prior)  # the default clip of fit()
     if threshold in ("ville", "randomized_ville"):
-        model = EValuatorModel.fit(calibration, C=C, min_per_class=min_per_class, prior=prior)
+        model = EValuatorModel._fit(calibration, *settings, prior)
         make = ville_threshold if threshold == "ville" else randomized_ville_threshold
         return FittedEProcessMonitor(model=model, thresholds=tuple(make(float(x)) for x in a))
     frac = check_level(split_fraction, "split_fraction")
@@ -276,9 +277,7 @@ def evaluator_monitor(
     held_correct = held[labels[held] == 1]
     if len(held_correct) == 0:
         raise ValueError("calibration: the held-out part has no correct trajectory")
-    model = EValuatorModel.fit(
-        calibration.subset(fit_idx), C=C, min_per_class=min_per_class, prior=prior
-    )
+    model = EValuatorModel._fit(calibration.subset(fit_idx), *settings, prior)
     held_tr = calibration.subset(held_correct)
     max_log = max_log_eprocess(held_tr, model.log_ratio(held_tr))
     x, sha = np.sort(max_log), array_sha256(max_log)

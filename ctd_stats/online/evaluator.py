@@ -123,22 +123,30 @@ class EValuatorModel(JSONSerializable):
     ) -> EValuatorModel:
         """Fit on labelled calibration trajectories (1 = correct, 0 = incorrect).
 
-        ``prior="first_step"`` (the current reference code and SPEC §7): π = class frequencies
-        among all calibration trajectories (those reaching step 1). ``prior="per_step"``: π_t =
-        class frequencies among the trajectories reaching step t (an earlier version of the
-        reference code, the one whose MATH notebook produced the published numbers).
+        ``prior="first_step"`` (the monitoring paper's current reference code): π = class
+        frequencies among all calibration trajectories (those reaching step 1).
+        ``prior="per_step"``: π_t = class frequencies among the trajectories reaching step t (an
+        earlier version of the reference code, the one whose MATH notebook produced the
+        published numbers).
 
         Raises ``ValueError`` when step 1 has fewer than ``min_per_class`` trajectories of
         either class (e.g. labels of one class only).
         """
+        min_per_class, C, clip, max_step = _fit_iv(min_per_class, C, clip, max_step, prior)
+        return cls._fit(trajectories, min_per_class, C, clip, max_step, prior)
+
+    @classmethod
+    def _fit(
+        cls,
+        trajectories: Trajectories,
+        min_per_class: int,
+        C: float,
+        clip: float,
+        max_step: int | None,
+        prior: str,
+    ) -> EValuatorModel:
+        """Kernel of :meth:`fit` (validated settings; the data conditions are checked here)."""
         labels = trajectories.require_labels()
-        check_choice(prior, "prior", ("first_step", "per_step"))
-        min_per_class = check_positive_int(min_per_class, "min_per_class")
-        clip = check_level(clip, "clip")
-        if clip >= 0.5:
-            raise ValueError(f"clip: must be < 0.5, got {clip}")
-        if isinstance(C, bool) or not (isinstance(C, (int, float)) and 0 < C < math.inf):
-            raise ValueError(f"C: must be a positive finite number, got {C!r}")
         n1 = int(labels.sum())
         n0 = len(labels) - n1
         if min(n0, n1) < min_per_class:
@@ -148,7 +156,7 @@ class EValuatorModel(JSONSerializable):
             )
         last = int(trajectories.lengths.max())
         if max_step is not None:
-            last = min(last, check_positive_int(max_step, "max_step"))
+            last = min(last, max_step)
         models: list[StepModel] = []
         for t in range(1, last + 1):
             rows, X = trajectories.prefixes(t)
@@ -161,7 +169,7 @@ class EValuatorModel(JSONSerializable):
             scale = X.std(axis=0)
             scale = np.where(scale > 0, scale, 1.0)
             # inputs validated above: call the solver's kernel (validate once, at the edge)
-            fit = _fit_logistic_l2((X - mean) / scale, y.astype(np.float64), float(C), 100, 1e-10)
+            fit = _fit_logistic_l2((X - mean) / scale, y.astype(np.float64), C, 100, 1e-10)
             models.append(
                 StepModel(
                     step=t,
@@ -198,6 +206,21 @@ class EValuatorModel(JSONSerializable):
         idx = np.where(np.isnan(values), 0, np.arange(trajectories.n_steps))
         idx = np.maximum.accumulate(idx)
         return values[idx]
+
+
+def _fit_iv(
+    min_per_class: int, C: float, clip: float, max_step: int | None, prior: str
+) -> tuple[int, float, float, int | None]:
+    """Validate the e-valuator settings once (public edge of :meth:`EValuatorModel.fit`)."""
+    check_choice(prior, "prior", ("first_step", "per_step"))
+    min_per_class = check_positive_int(min_per_class, "min_per_class")
+    clip = check_level(clip, "clip")
+    if clip >= 0.5:
+        raise ValueError(f"clip: must be < 0.5, got {clip}")
+    if isinstance(C, bool) or not (isinstance(C, (int, float)) and 0 < C < math.inf):
+        raise ValueError(f"C: must be a positive finite number, got {C!r}")
+    step = None if max_step is None else check_positive_int(max_step, "max_step")
+    return min_per_class, float(C), clip, step
 
 
 # --------------------------------------------------------------------------- change-point model

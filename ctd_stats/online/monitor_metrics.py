@@ -1,4 +1,4 @@
-"""Metrics of online monitors and the split-by-trajectory experiment driver (SPEC §7).
+"""Metrics of online monitors and the split-by-trajectory experiment driver (monitoring paper §5).
 
 Per test split, for first-alarm steps (``NO_ALARM`` = −1 when a trajectory never alarms):
 
