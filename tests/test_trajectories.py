@@ -139,3 +139,10 @@ def test_load_file_without_tokens() -> None:
     assert tr.n_trajectories == 16110 and tr.n_steps == 75880
     assert tr.tokens is None
     np.testing.assert_array_equal(tr.weights[:3], [1.0, 1.0, 1.0])
+
+
+def test_repr_is_compact() -> None:
+    tr = Trajectories.from_arrays([[0.1 * (i % 9)] * (1 + i % 5) for i in range(500)], [1, 0] * 250)
+    lines = repr(tr).splitlines()
+    assert lines[0] == f"Trajectories(n=500, steps={tr.n_steps})" and len(lines) <= 6
+    assert "250 correct, 250 incorrect" in lines[1]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._repr import result_repr
 from .._validation import (
     BoolArray,
     FloatArray,
@@ -77,6 +78,21 @@ class Trajectories:
     labels: IntArray | None = None
     tokens: FloatArray | None = None
     ids: NDArray[np.str_] | None = None
+
+    def __repr__(self) -> str:
+        labels = self.labels
+        lab = "unlabelled" if labels is None else f"{int(labels.sum())} correct, "
+        lab += "" if labels is None else f"{len(labels) - int(labels.sum())} incorrect"
+        return result_repr(
+            "Trajectories",
+            f"n={self.n_trajectories}, steps={self.n_steps}",
+            [
+                ("labels", lab),
+                ("lengths", self.lengths),
+                ("scores", self.scores),
+                ("tokens", None if self.tokens is None else "per-step token weights"),
+            ],
+        )
 
     def __post_init__(self) -> None:
         scores = as_float_array(self.scores, "scores", ndim=1)
