@@ -202,6 +202,16 @@ def test_eprocess_threshold_round_trip(values: list[float], alpha: float) -> Non
     _check_round_trip(ville_threshold(alpha))
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 10_000), st.integers(80, 200), st.sampled_from(["first_step", "per_step"]))
+def test_evaluator_model_round_trip_random(seed: int, n: int, prior: str) -> None:
+    cal = simulate_trajectories(np.random.default_rng(seed), n)
+    model = EValuatorModel.fit(cal, prior=prior)
+    back = EValuatorModel.from_json(model.to_json())
+    assert _same(model, back)
+    assert np.array_equal(model.log_ratio(cal), back.log_ratio(cal))
+
+
 def test_evaluator_model_round_trip_gives_the_same_log_ratios() -> None:
     cal = simulate_trajectories(np.random.default_rng(3), 300)
     test = simulate_trajectories(np.random.default_rng(4), 200)
