@@ -102,7 +102,7 @@ def run(
     """Run the benchmark and return its numbers (see the module docstring)."""
     import numpy as np
     import torch
-    from _probes_fixtures import tiny_tokenizer  # type: ignore[import-not-found]
+    from _probes_fixtures import tiny_tokenizer
 
     from probes.experts import likelihood_continuation
     from probes.extract import extract_activations
