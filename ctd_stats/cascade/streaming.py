@@ -39,8 +39,8 @@ from .._validation import (
     check_choice,
     check_level,
 )
+from ..online._bet import bet_path, first_bet, log_wealth_path
 from ..online.betting import BET_STRATEGIES, betting_eprocess
-from ._bet import bet_path, first_bet, log_wealth_path
 from ._repr import fmt, summarise
 from .signals import check_budget
 

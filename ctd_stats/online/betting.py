@@ -39,6 +39,7 @@ from .._repr import result_repr
 from .._serialize import JSONSerializable
 from .._streaming import NO_ALARM, Step
 from .._validation import FloatArray, IntArray, as_float_array, check_choice, check_level
+from ._bet import bet_path, log_wealth_path
 
 __all__ = [
     "BET_STRATEGIES",
@@ -49,7 +50,6 @@ __all__ = [
 ]
 
 BET_STRATEGIES: Final[tuple[str, ...]] = ("ons", "agrapa", "fixed")
-_ONS_GAIN: Final[float] = 2.0 / (2.0 - math.log(3.0))
 
 
 @dataclass(frozen=True)
@@ -122,32 +122,6 @@ class BettingPath:
         )
 
 
-def _next_bet(
-    strategy: str,
-    alpha: float,
-    cap: float,
-    fixed: float,
-    t: FloatArray,
-    sum_x: FloatArray,
-    sum_sq: FloatArray,
-    bet: FloatArray,
-    x: FloatArray,
-    ons_a: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """Bet for the NEXT step from data up to now; returns (bet, updated ONS accumulator)."""
-    if strategy == "fixed":
-        return np.full_like(bet, fixed * cap), ons_a
-    if strategy == "ons":
-        g = (x - alpha) / (1.0 + bet * (x - alpha))
-        a = ons_a + g * g
-        return np.clip(bet + _ONS_GAIN * g / a, 0.0, cap), a
-    # agrapa: running mean / variance with one pseudo-observation at (α, 1/4)
-    mu = (alpha + sum_x) / (t + 1.0)
-    var = (0.25 + sum_sq) / (t + 1.0)
-    d = mu - alpha
-    return np.clip(d / (var + d * d), 0.0, cap), ons_a
-
-
 @dataclass(frozen=True)
 class BettingMonitor:
     """Streaming anytime-valid monitor of H0: mean ≤ ``alpha``; alarm when K_t ≥ 1/``level``.
@@ -198,17 +172,12 @@ class BettingMonitor:
         xv = float(x)
         if math.isnan(xv) or not 0.0 <= xv <= 1.0:
             raise ValueError(f"x: must lie in [0, 1], got {x!r}")
-        arr = _advance(
-            self,
-            np.array([state.t], dtype=np.float64),
-            np.array([state.log_wealth]),
-            np.array([state.next_bet]),
-            np.array([state.sum_x]),
-            np.array([state.sum_sq_dev]),
-            np.array([state.ons_a]),
-            np.array([xv]),
+        bets_state = (state.t, state.next_bet, state.sum_x, state.sum_sq_dev, state.ons_a)
+        (_, next_bet, sum_x, sum_sq, ons_a), _ = bet_path(
+            bets_state, (xv,), self.alpha, self.max_bet, self.fixed_fraction, self.strategy
         )
-        log_w, next_bet, sum_x, sum_sq, ons_a = (float(v[0]) for v in arr)
+        # numpy's log1p, as in the vectorised path (math.log1p differs in the last bit).
+        log_w = state.log_wealth + float(np.log1p(state.next_bet * (xv - self.alpha)))
         new_alarm = (not state.alarmed) and log_w >= self.log_threshold
         alarm_step = state.t if new_alarm else state.alarm_step
         new_state = BettingState(
@@ -229,28 +198,6 @@ class BettingMonitor:
             alarm_step=alarm_step,
         )
         return new_state, step
-
-
-def _advance(
-    mon: BettingMonitor,
-    t: FloatArray,
-    log_w: FloatArray,
-    bet: FloatArray,
-    sum_x: FloatArray,
-    sum_sq: FloatArray,
-    ons_a: FloatArray,
-    x: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """One observation for arrays of streams (shared by the streaming and vectorised paths)."""
-    a = mon.alpha
-    log_w = log_w + np.log1p(bet * (x - a))
-    mu_prev = (a + sum_x) / (t + 1.0)
-    sum_sq = sum_sq + (x - mu_prev) ** 2
-    sum_x = sum_x + x
-    new_bet, ons_a = _next_bet(
-        mon.strategy, a, mon.max_bet, mon.fixed_fraction, t + 1.0, sum_x, sum_sq, bet, x, ons_a
-    )
-    return log_w, new_bet, sum_x, sum_sq, ons_a
 
 
 def betting_eprocess(
@@ -279,19 +226,15 @@ def betting_eprocess(
     data = data.reshape(1, -1) if single else data
     n, horizon = data.shape
     init = mon.init()
-    log_w = np.zeros(n)
-    bet = np.full(n, init.next_bet)
-    sum_x = np.zeros(n)
-    sum_sq = np.zeros(n)
-    ons_a = np.ones(n)
+    start = (0, init.next_bet, init.sum_x, init.sum_sq_dev, init.ons_a)
     log_path = np.empty((n, horizon))
     bets = np.empty((n, horizon))
-    for i in range(horizon):
-        bets[:, i] = bet
-        log_w, bet, sum_x, sum_sq, ons_a = _advance(
-            mon, np.full(n, float(i)), log_w, bet, sum_x, sum_sq, ons_a, data[:, i]
+    for r in range(n):  # the one scalar kernel, stream by stream (bets are sequential in t)
+        _, row_bets = bet_path(
+            start, data[r].tolist(), mon.alpha, mon.max_bet, mon.fixed_fraction, mon.strategy
         )
-        log_path[:, i] = log_w
+        bets[r] = row_bets
+        log_path[r] = log_wealth_path(0.0, row_bets, data[r], mon.alpha)
     crossed = log_path >= mon.log_threshold
     alarm = np.where(crossed.any(axis=1), np.argmax(crossed, axis=1), NO_ALARM).astype(np.int64)
     return BettingPath(

@@ -1,13 +1,12 @@
-"""The bet sequence of :mod:`ctd_stats.online.betting` on plain Python floats, for one stream.
+"""The one bet kernel of the betting e-processes (:mod:`ctd_stats.online.betting`, the budget
+monitor of :mod:`ctd_stats.cascade.streaming`), on plain Python floats, one stream at a time.
 
-Why a scalar copy: the online module's kernel works on numpy arrays (many streams at once), which
-costs ~10 µs per step for ONE stream; the budget monitor of a live delegator runs one stream and
-must keep up with ≥ 200,000 decisions/s. The bets λ_t depend on the observations only, never on
-the wealth, so they are computed here in a tight loop (+, −, ×, ÷, min, max: exact IEEE-754, the
-same operations in the same order as the array kernel), and the wealth
-log K_t = log K_{t−1} + log1p(λ_t (x_t − α)) is then computed with numpy's ``log1p`` and a
-sequential ``cumsum`` — numpy's log1p differs from ``math.log1p`` in the last bit for ~9 % of
-inputs, so using numpy's keeps the e-values bit-for-bit equal to ``betting_eprocess`` (tested).
+Why scalar: the bets λ_t are sequential in t and depend on the observations only, never on the
+wealth, so they are computed in a tight loop on plain floats (+, −, ×, ÷, min, max: exact
+IEEE-754), which keeps up with ≥ 200,000 decisions/s for a live delegator; many streams are run
+one after the other. The wealth log K_t = log K_{t−1} + log1p(λ_t (x_t − α)) is then computed
+with numpy's ``log1p`` and a sequential ``cumsum`` (numpy's log1p differs from ``math.log1p`` in
+the last bit for ~9 % of inputs; every path uses numpy's, so all e-values agree bit for bit).
 Bets are predictable and capped at ``max_bet_fraction``/α (Waudby-Smith & Ramdas 2024).
 """
 
@@ -23,7 +22,7 @@ from .._validation import FloatArray
 
 __all__: list[str] = []
 
-#: Online Newton step gain 2 / (2 − log 3) (Cutkosky & Orabona 2018), as in online.betting.
+#: Online Newton step gain 2 / (2 − log 3) (Cutkosky & Orabona 2018).
 ONS_GAIN: Final[float] = 2.0 / (2.0 - math.log(3.0))
 
 #: (t, next_bet, sum_x, sum_sq_dev, ons_a) after t observations: everything the bets need.
