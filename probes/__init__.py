@@ -1,4 +1,4 @@
-"""probes: activations of real language models, linear probes and LLM experts (SPEC §6).
+"""probes: activations of real language models, linear probes and LLM experts (CTD paper §5.1).
 
 Modules (import them directly; this package imports nothing heavy at import time):
 

@@ -1,6 +1,6 @@
 """Build the offline table the book runs on (``python -m probes artifacts`` / ``nox -s artifacts``).
 
-What is built (SPEC §5–6, adapted to a shared 2-core CPU without a model hub):
+What is built (CTD paper §5.1, adapted to a shared 2-core CPU without a model hub):
 
 * Texts: the stakes files (:mod:`probes.data`): ``train`` = training prompts (safety probe),
   ``dev`` = the four ``evals__dev__*`` files (DV probe), ``test`` = the four ``evals__test__*``

@@ -1,10 +1,10 @@
 """Activation extraction: mean-pooled residual stream entering decoder block ``L``.
 
-Definition (SPEC §6). The model's input is the chat template applied to the conversation
-(``add_generation_prompt=False``) with its first token (BOS) dropped, optionally truncated to the
-first ``max_tokens`` tokens. The layer-``L`` activation is the output of block ``L``'s *input
-norm*, i.e. the residual stream entering block ``L`` after that norm, captured with a forward hook
-on :func:`residual_norm_modules` ``[L]``:
+Definition (CTD paper §5.1, after McKenzie et al. 2025). The model's input is the chat template
+applied to the conversation (``add_generation_prompt=False``) with its first token (BOS) dropped,
+optionally truncated to the first ``max_tokens`` tokens. The layer-``L`` activation is the output
+of block ``L``'s *input norm*, i.e. the residual stream entering block ``L`` after that norm,
+captured with a forward hook on :func:`residual_norm_modules` ``[L]``:
 
 * Llama / Mistral / Qwen / Gemma (``model.model.layers``): ``layers[L].input_layernorm``;
 * GPT-2 (``model.transformer.h``): ``h[L].ln_1``.

@@ -3,8 +3,8 @@
 SIMULATED scores, never data: the simulator exists so that tests, validity checks and the book's
 strong-/weak-expert chapters have score tables with known structure. Its parameters live in one
 frozen dataclass, :class:`SimulationParameters`; :meth:`SimulationParameters.strong_expert` and
-:meth:`SimulationParameters.weak_expert` are the two regimes of the paper (SPEC §6: probe
-accuracy ≈ 70 %, strong expert ≈ 84 %, weak expert below the probe).
+:meth:`SimulationParameters.weak_expert` are the paper's two regimes (CTD paper §5.1, §5.3:
+probe accuracy ≈ 70 %, strong expert ≈ 84 %, weak expert below the probe).
 
 Generative model (per input, group g drawn with probabilities ``group_weights``)::
 
