@@ -12,6 +12,7 @@ of the package builds its ``__repr__`` from these two helpers so that they all l
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = ["format_value", "result_repr", "summarise_array"]
 _FULL = 6
 #: Elements shown at each end of a longer array.
 _EDGE = 3
+#: Long lines (reasons) are wrapped to fit a terminal or a book page.
+_WIDTH = 96
 
 
 def _fmt_scalar(x: Any) -> str:
@@ -67,7 +70,9 @@ def summarise_array(a: Any) -> str:
 def format_value(value: Any) -> str:
     """Arrays summarised with :func:`summarise_array`, tuples of arrays likewise, scalars short."""
     if isinstance(value, np.ndarray):
-        return summarise_array(value)
+        return _fmt_scalar(value[()]) if value.ndim == 0 else summarise_array(value)
+    if isinstance(value, np.generic):
+        return _fmt_scalar(value)
     if isinstance(value, (list, tuple)) and len(value) > _FULL:
         return summarise_array(np.asarray(value)) if _numeric(value) else f"<{len(value)} items>"
     if isinstance(value, str):
@@ -89,5 +94,16 @@ def result_repr(name: str, headline: str, lines: Iterable[tuple[str, Any]]) -> s
     put ``reason`` / ``min_n`` first in ``lines`` when nothing was found so the repr leads with it.
     Entries whose value is ``None`` are skipped.
     """
-    body = [f"  {key}: {format_value(value)}" for key, value in lines if value is not None]
+    body = [
+        textwrap.fill(
+            f"{key}: {format_value(value)}",
+            _WIDTH,
+            initial_indent="  ",
+            subsequent_indent="    ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        for key, value in lines
+        if value is not None
+    ]
     return "\n".join([f"{name}({headline})", *body])

@@ -151,6 +151,43 @@ def _checksum(payload: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
+# --------------------------------------------------------------------------- equality
+def _values_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+        )
+    if isinstance(a, (tuple, list)):
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and all(_values_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, Mapping):
+        return (
+            isinstance(b, Mapping)
+            and a.keys() == b.keys()
+            and all(_values_equal(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def _fields_equal(self: Any, other: Any) -> Any:  # bool, or NotImplemented
+    """Field-by-field equality; arrays equal when dtype, shape and values (NaN too) agree."""
+    if type(other) is not type(self):
+        return NotImplemented
+    return all(
+        _values_equal(getattr(self, f.name), getattr(other, f.name))
+        for f in dataclasses.fields(self)
+    )
+
+
 # --------------------------------------------------------------------------- the mixin
 class JSONSerializable:
     """Mixin for frozen dataclasses: ``to_json()`` and ``from_json(text)``, exact round trip.
@@ -164,6 +201,10 @@ class JSONSerializable:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        # Set before @dataclass runs, so its generated __eq__ (a tuple comparison, which raises
+        # on array fields) is not installed: ``loaded == original`` compares arrays exactly.
+        if "__eq__" not in cls.__dict__:
+            cls.__eq__ = _fields_equal  # type: ignore[method-assign]
 
     # Hooks -----------------------------------------------------------------
     def _json_meta(self) -> dict[str, Any]:

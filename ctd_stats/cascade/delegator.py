@@ -149,9 +149,11 @@ class Delegator:
     def __repr__(self) -> str:
         c = self.calibration
         state = "found" if c.found else "NOT FOUND (never delegates)"
+        m = self.monitor
+        watch = "no monitor" if m is None else f"monitor {m.strategy} at level {fmt(m.level)}"
         return (
             f"Delegator({c.method} {state}, threshold={fmt(c.threshold)}, alpha={fmt(c.alpha)}, "
-            f"monitor={self.monitor!r})"
+            f"{watch})"
         )
 
     @property
