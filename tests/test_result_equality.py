@@ -22,5 +22,6 @@ def test_arrays_compare_by_dtype_shape_and_value() -> None:
     res = c.learn_then_test(scores[:, None] > grid, alpha=0.3, delta=0.1, order="descending")
     same = c.LTTResult.from_json(res.to_json())
     assert res == same
-    assert res != c.learn_then_test(scores[:, None] > grid, alpha=0.3, delta=0.2, order="descending")
+    looser = c.learn_then_test(scores[:, None] > grid, alpha=0.3, delta=0.2, order="descending")
+    assert res != looser
     assert (res == "not a result") is False
