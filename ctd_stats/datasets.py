@@ -61,6 +61,8 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 
 def _lookup(name: str) -> RegistryEntry:
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a registry key (str), got {type(name).__name__}")
     entries = registry()
     if name in entries:
         return entries[name]
@@ -91,6 +93,8 @@ def data_path(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> P
         ``data_dir`` is given but does not contain the file.
     """
     entry = _lookup(name)
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir: expected a path, got {type(data_dir).__name__}")
     folder = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
     if folder:
         path = Path(folder) / entry.name
