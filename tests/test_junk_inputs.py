@@ -68,6 +68,14 @@ KNOWN_FAILURES: dict[str, str] = {
     "(None, None): float() TypeError; (None, False): AttributeError",
     "load_verifier_scores": "load_verifier_scores(name=np.array([])): TypeError 'unhashable "
     "type: numpy.ndarray' (a dict lookup before the name is checked)",
+    "evaluate_cascade": "evaluate_cascade(labels=824, probe=';..', ragged ...): numpy "
+    "'inhomogeneous shape' ValueError without an argument name",
+    "realised_budget": "realised_budget([[0, 1, 1], [1, 1], [1]]): numpy 'inhomogeneous shape' "
+    "ValueError without an argument name",
+    "run_monitor_experiment": "run_monitor_experiment(trajectories=True, ...): AttributeError "
+    "'bool' object has no attribute 'require_labels'",
+    "simulate_cascade": "simulate_cascade(73, seed=5.0e16): numpy TypeError 'SeedSequence "
+    "expects int' without an argument name",
     "monitor_metrics": "monitor_metrics(None, 0): AttributeError n_trajectories; ragged "
     "first_alarms: numpy 'inhomogeneous shape' ValueError",
 }
