@@ -68,7 +68,8 @@ class LTTResult(JSONSerializable):
     alpha, delta, method, procedure, strict, n
         The settings used (``alpha`` has one entry per risk).
     calibration_sha256
-        :func:`ctd_stats._serialize.array_sha256` of the losses or counts given.
+        :func:`ctd_stats._serialize.array_sha256` of the float losses, or of the integer counts
+        (given, or counted from boolean losses: they determine every p-value).
     reason
         Why nothing was certified (``None`` when found).
     min_n
@@ -243,8 +244,9 @@ def learn_then_test(
         if losses.ndim not in (2, 3) or 0 in losses.shape:
             raise ValueError(f"losses: expected a non-empty 2-d or 3-d array, got {losses.shape}")
         if method != "wsr":
-            sha = array_sha256(losses)  # the data given, not the counts derived from it
             counts, n, losses = losses.sum(axis=-2), losses.shape[-2], None
+            # Hash the counts (they determine the result): hashing the (n, m) matrix as float64
+            # would cost more than the whole calibration.
 
     if losses is not None:
         x = as_float_array(losses, "losses", ndim=(2, 3), low=0.0, high=1.0)
