@@ -74,17 +74,28 @@ class Timing:
 def interleaved(
     cases: dict[str, Callable[[], object]], repeats: int, *, warmup: int = 1
 ) -> dict[str, Timing]:
-    """Time every case ``repeats`` times, alternating the order of the cases each round."""
+    """Time every case ``repeats`` times, alternating the order of the cases each round.
+
+    Like ``timeit``, a case faster than ~2 ms is called ``number`` times in a row per sample
+    (``number`` from the warm-up call) and the sample is the mean per call: one call of a few
+    tens of µs is otherwise dominated by timer resolution and by the cache misses the other
+    case just caused. Cases of 2 ms or more (the anchors here) are called once per sample.
+    """
     names = list(cases)
     samples: dict[str, list[float]] = {k: [] for k in names}
-    for _ in range(warmup):
-        for k in names:
+    number: dict[str, int] = {}
+    for k in names:
+        t0 = time.perf_counter()
+        for _ in range(max(warmup, 1)):
             cases[k]()
+        once = (time.perf_counter() - t0) / max(warmup, 1)
+        number[k] = max(1, min(1000, int(2e-3 / max(once, 1e-9))))
     for r in range(repeats):
         for k in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
-            cases[k]()
-            samples[k].append(time.perf_counter() - t0)
+            for _ in range(number[k]):
+                cases[k]()
+            samples[k].append((time.perf_counter() - t0) / number[k])
     out: dict[str, Timing] = {}
     for k, v in samples.items():
         q = np.quantile(v, [0.25, 0.5, 0.75])
