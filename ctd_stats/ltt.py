@@ -94,11 +94,6 @@ class LTTResult(JSONSerializable):
     reason: str | None = None
     min_n: int | None = None
 
-    @property
-    def any_certified(self) -> bool:
-        """Deprecated alias of :attr:`found` (kept for one release)."""
-        return self.found
-
     def select_index(self, rule: Rule = "most_aggressive") -> int | None:
         """The certified grid index chosen by ``rule``, or ``None`` if nothing was certified.
 
@@ -222,7 +217,7 @@ def learn_then_test(
     >>> bool(grid[res.certified].min() > 0.75)            # true rate 1 − λ ≤ 0.2 needs λ ≥ 0.75
     True
     >>> tau = res.select(grid, rule="most_aggressive")    # None if nothing was certified
-    >>> tau == grid[res.certified].min()
+    >>> bool(tau == grid[res.certified].min())
     True
     """
     check_choice(method, "method", METHODS)
