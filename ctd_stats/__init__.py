@@ -57,7 +57,7 @@ from .pvalues import (
 )
 from .splits import SplitIndices, split_by_trajectory, split_indices
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 __all__ = [
     "NO_ALARM",
