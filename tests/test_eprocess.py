@@ -249,6 +249,24 @@ def test_threshold_order_statistics_match_definitions() -> None:
     assert conformal_threshold(x, alpha=0.01).log_threshold == math.inf  # ⌈0.99·58⌉ = 58 > n
 
 
+def test_min_n_of_a_tiny_alpha_is_quick() -> None:
+    # The scans used to step one n at a time from n + 1 (conformal: ~1/alpha steps, forever for
+    # alpha below the float resolution of 1 - alpha); now they skip what provably fails.
+    def scan(n: int, a: float) -> int:  # the former loop, kept as the reference
+        need = n + 1
+        while math.ceil((1.0 - a) * (need + 1) - 1e-12) > need:
+            need += 1
+        return need
+
+    for a in (0.3, 0.01, 1e-3, 7.3e-5, 1e-5):
+        assert conformal_threshold([0.0, 1.0], alpha=a).min_n == scan(2, a)
+    assert conformal_threshold([0.0], alpha=1e-9).min_n == 999999968
+    for a in (4.8e-145, 5e-324):  # 1 - alpha == 1.0: no n ever qualifies
+        for th in (conformal_threshold([0.0], alpha=a), pac_threshold([0.0], alpha=a)):
+            assert not th.found and th.min_n is None and "alpha is too small" in (th.reason or "")
+    assert pac_threshold([0.0], alpha=1e-12).min_n == 2302636031263
+
+
 def test_thresholds_monotone_in_alpha_and_delta() -> None:
     x = np.random.default_rng(1).exponential(size=300)
     alphas = np.linspace(0.02, 0.9, 30)

@@ -20,7 +20,9 @@ anytime-valid alarm; each threshold carries the one it controls (the other is ``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Final
 
 import numpy as np
@@ -149,13 +151,62 @@ def _pac_ok(n: int, alpha: float, delta: float) -> bool:
     return bool(stats.binom.sf(n - 1, n, 1.0 - alpha) <= delta)
 
 
-def _pac_min_n(alpha: float, delta: float) -> int:
-    n = max(1, math.ceil(math.log(delta) / math.log1p(-alpha)) - 1)
-    while not _pac_ok(n, alpha, delta):
+#: Reach of the min_n searches: beyond 2**53 an int is no longer exact as a float (the rules
+#: are evaluated in floats) and no held-out set is that large; min_n is None past it.
+_MIN_N_LIMIT: Final[int] = 2**53
+#: Steps of a linear min_n scan before it falls back to bisection (tiny alpha only).
+_SCAN_STEPS: Final[int] = 1000
+
+
+def _need_words(need: int | None) -> str:
+    return str(need) if need is not None else f"{_MIN_N_LIMIT} (alpha is too small)"
+
+
+def _smallest_ok(ok: Callable[[int], bool], lo: int) -> int | None:
+    """Smallest m > ``lo`` with ``ok(m)`` (``ok`` non-decreasing, ``ok(lo)`` False or lo = 0),
+    by doubling then bisection; None past :data:`_MIN_N_LIMIT`."""
+    step = 1
+    hi = lo + step
+    while not ok(hi):
+        lo, step = hi, 2 * step
+        hi = lo + step
+        if hi >= _MIN_N_LIMIT:
+            hi = _MIN_N_LIMIT - 1
+            if not ok(hi):
+                return None
+            break
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def _pac_min_n(alpha: float, delta: float) -> int | None:
+    """Smallest n at which PAC can succeed, or None when that is out of reach (tiny alpha).
+
+    A short linear scan from the closed form log δ / log(1 − alpha); if it does not settle
+    within :data:`_SCAN_STEPS` steps (only for alpha ≲ 1e-8, where the float rule and the
+    closed form drift apart), bisection takes over.
+    """
+
+    def ok(n: int) -> bool:
+        return _pac_ok(n, alpha, delta)
+
+    estimate = math.log(delta) / math.log1p(-alpha)
+    if not estimate < _MIN_N_LIMIT:  # also +inf (alpha below the float resolution)
+        return None
+    n = max(1, math.ceil(estimate) - 1)
+    for _ in range(_SCAN_STEPS):
+        if ok(n):
+            break
         n += 1
-    while n > 1 and _pac_ok(n - 1, alpha, delta):
+    else:
+        return _smallest_ok(ok, 0)
+    for _ in range(_SCAN_STEPS):
+        if not (n > 1 and ok(n - 1)):
+            return n
         n -= 1
-    return n
+    return _smallest_ok(ok, 0)
 
 
 def pac_threshold(
@@ -192,7 +243,7 @@ def _pac_threshold(x: FloatArray, sha: str, a: float, d: float) -> EProcessThres
         if found
         else (
             f"too few held-out correct trajectories: n = {n}, PAC at alpha = {a:g}, "
-            f"delta = {d:g} needs n >= {need}; threshold is +inf (never alarm)"
+            f"delta = {d:g} needs n >= {_need_words(need)}; threshold is +inf (never alarm)"
         ),
         min_n=need,
         calibration_sha256=sha,
@@ -205,6 +256,30 @@ def _pac_threshold(x: FloatArray, sha: str, a: float, d: float) -> EProcessThres
 
 def _conformal_k(n: int, alpha: float) -> int:
     return math.ceil((1.0 - alpha) * (n + 1) - 1e-12)
+
+
+def _conformal_min_n(n: int, alpha: float) -> int | None:
+    """Smallest m > n with ``_conformal_k(m, alpha) <= m`` (what a scan from n + 1 finds).
+
+    The scan starts where the rule can first hold: the float value of (1 − alpha)(m + 1) −
+    1e-12 is within 3u(m + 1) of the exact one (u = 2⁻⁵³, m + 1 ≤ 2⁵³), so every m below
+    b = (c − 3u − t) / (1 − c + 3u) (c = 1 − alpha as a float, t = 1e-12, in exact rational
+    arithmetic) provably fails and is skipped: the answer is the scan's, in a few steps instead
+    of ~1/alpha. Past :data:`_SCAN_STEPS` × 100 steps (alpha ≲ 1e-10) bisection takes over;
+    None when no m below 2⁵³ qualifies (alpha below the float resolution of 1 − alpha).
+    """
+
+    def ok(m: int) -> bool:
+        return _conformal_k(m, alpha) <= m
+
+    c = Fraction(1.0 - alpha)
+    u3 = Fraction(3, 2**53)
+    start = max(n + 1, math.ceil((c - u3 - Fraction(1e-12)) / (1 - c + u3)))
+    stop = min(start + 100 * _SCAN_STEPS, _MIN_N_LIMIT)
+    for m in range(start, stop):
+        if ok(m):
+            return m
+    return None if stop >= _MIN_N_LIMIT else _smallest_ok(ok, stop - 1)
 
 
 def conformal_threshold(max_log_values: ArrayLike, *, alpha: float) -> EProcessThreshold:
@@ -224,11 +299,7 @@ def _conformal_threshold(x: FloatArray, sha: str, a: float) -> EProcessThreshold
     n = len(x)
     k = _conformal_k(n, a)
     found = k <= n
-    need: int | None = None
-    if not found:
-        need = n + 1
-        while _conformal_k(need, a) > need:
-            need += 1
+    need = None if found else _conformal_min_n(n, a)
     return EProcessThreshold(
         log_threshold=float(x[k - 1]) if found else math.inf,
         method="conformal",
@@ -241,7 +312,7 @@ def _conformal_threshold(x: FloatArray, sha: str, a: float) -> EProcessThreshold
         if found
         else (
             f"too few held-out correct trajectories: n = {n}, conformal at alpha = {a:g} "
-            f"needs n >= {need}; threshold is +inf (never alarm)"
+            f"needs n >= {_need_words(need)}; threshold is +inf (never alarm)"
         ),
         min_n=need,
         calibration_sha256=sha,
