@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,16 +45,19 @@ SMOLLM2_135M = {
 }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--layer", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-
+def run(
+    *,
+    n: int = 8,
+    seq_len: int = 512,
+    batch_size: int = 4,
+    layer: int = 16,
+    repeats: int = 3,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Extraction vs matched-shape matmul rates (see the module docstring); returns the report."""
+    args = argparse.Namespace(
+        n=n, seq_len=seq_len, batch_size=batch_size, layer=layer, repeats=repeats, threads=threads
+    )
     import torch
     import torch.nn.functional as F
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -128,7 +132,19 @@ def main() -> int:
         "ratio_linear_flops_only": ex_rate_linear / mm_rate,
         "gpu": "not measured here: see bench/gpu_extraction.py",
     }
-    print(json.dumps(report, indent=1))
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--layer", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(run(**vars(args)), indent=1))
     return 0
 
 
