@@ -267,6 +267,19 @@ def test_min_n_of_a_tiny_alpha_is_quick() -> None:
     assert pac_threshold([0.0], alpha=1e-12).min_n == 2302636031263
 
 
+def test_first_alarms_refuse_junk_with_the_argument_name() -> None:
+    tr = Trajectories.from_arrays([[0.1, 0.2], [0.3]], [1, 0])
+    lm = np.zeros(3)
+    with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got NoneType"):
+        eprocess_first_alarms(None, lm, ville_threshold(0.1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^thresholds: expected an EProcessThreshold"):
+        eprocess_first_alarms(tr, lm, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^seed: expected an integer or a numpy Generator"):
+        eprocess_first_alarms(tr, lm, randomized_ville_threshold(0.1), seed="")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^calibration: expected a Trajectories"):
+        evaluator_monitor(None, 0.1)  # type: ignore[arg-type]
+
+
 def test_thresholds_monotone_in_alpha_and_delta() -> None:
     x = np.random.default_rng(1).exponential(size=300)
     alphas = np.linspace(0.02, 0.9, 30)

@@ -132,6 +132,33 @@ def test_custom_method_and_bad_input() -> None:
         res.method("crc")
 
 
+def test_junk_is_refused_with_the_argument_name() -> None:
+    tr = _example()
+    with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got NoneType"):
+        monitor_metrics(None, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^first_alarms: cannot be read as an array"):
+        monitor_metrics(tr, [[0, 1, 1], [1, 1], [1]])
+    with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got bool"):
+        run_monitor_experiment(True, [0.2])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^methods: expected a mapping"):
+        run_monitor_experiment(tr, [0.2], methods=[[0, 1]])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^seed: expected an integer"):
+        run_monitor_experiment(tr, [0.2], seed=0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^seed: must lie in"):
+        run_monitor_experiment(tr, [0.2], seed=-1)
+
+    def floats(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> FloatArray:
+        return np.zeros((test.n_trajectories, len(alpha)))
+
+    with pytest.raises(ValueError, match=r"^methods: 'floats': expected integer steps"):
+        run_monitor_experiment(tr, [0.2], methods={"floats": floats}, n_splits=1)  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got NoneType"):
+        first_alarm_steps(None, 0.5)  # type: ignore[arg-type]
+    for junk in ("", None, False):
+        with pytest.raises(TypeError, match=r"^threshold: expected a number"):
+            first_alarm_steps(tr, junk)  # type: ignore[arg-type]
+
+
 @pytest.mark.validity
 def test_protocol_on_simulated_data_controls_false_alarms() -> None:
     tr = simulate_trajectories(np.random.default_rng(2), 3000)

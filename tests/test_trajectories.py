@@ -122,6 +122,15 @@ def test_from_long_rejects_bad_input() -> None:
         Trajectories.from_arrays([[0.1]]).require_labels()
 
 
+def test_load_refuses_junk_before_any_lookup() -> None:
+    with pytest.raises(TypeError, match=r"^name: expected a str, got ndarray"):
+        load_verifier_scores(np.array([]))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^score_column: expected a str"):
+        load_verifier_scores("math", score_column=["a"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^use_tokens: expected a bool"):
+        load_verifier_scores("math", use_tokens=np.array([1, 2]))  # type: ignore[arg-type]
+
+
 @needs_data
 def test_load_math_file() -> None:
     tr = load_verifier_scores("math")

@@ -30,6 +30,7 @@ from .._validation import (
     check_level,
     check_levels,
 )
+from ._seeds import check_int_seed, check_seed
 from .eprocess_thresholds import (
     THRESHOLD_METHODS,
     EProcessThreshold,
@@ -42,7 +43,7 @@ from .eprocess_thresholds import (
 )
 from .evaluator import ChangePointModel, EValuatorModel, LikelihoodRatioModel, StepModel, _fit_iv
 from .monitors import first_alarm_from_mask
-from .trajectories import Trajectories
+from .trajectories import Trajectories, check_trajectories
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -66,6 +67,7 @@ __all__ = [
 
 def max_log_eprocess(trajectories: Trajectories, log_m: ArrayLike) -> FloatArray:
     """(n,) max_t log M_{i,t} per trajectory."""
+    check_trajectories(trajectories)
     lm = as_float_array(log_m, "log_m", ndim=1, finite=False)
     if len(lm) != trajectories.n_steps:
         raise ValueError(f"log_m: expected {trajectories.n_steps} values, got {len(lm)}")
@@ -85,17 +87,29 @@ def eprocess_first_alarms(
     ``NO_ALARM`` (−1) when a trajectory never alarms. Randomised-Ville thresholds draw one
     U ~ Unif(0, 1) per trajectory from ``seed`` (shared by all such thresholds).
     """
+    check_trajectories(trajectories)
     lm = as_float_array(log_m, "log_m", ndim=1, finite=False)
     if len(lm) != trajectories.n_steps:
         raise ValueError(f"log_m: expected {trajectories.n_steps} values, got {len(lm)}")
     single = isinstance(thresholds, EProcessThreshold)
-    if isinstance(thresholds, EProcessThreshold):
-        ths: list[EProcessThreshold] = [thresholds]
-    else:
-        ths = list(thresholds)
-        if not all(isinstance(t, EProcessThreshold) for t in ths):
-            raise TypeError("thresholds: expected EProcessThreshold objects")
+    ths = _thresholds_iv(thresholds)
+    check_seed(seed, allow_none=True)
     return _first_alarms(trajectories, lm, ths, seed, single)
+
+
+def _thresholds_iv(thresholds: object) -> list[EProcessThreshold]:
+    """One EProcessThreshold or a sequence of them, as a list."""
+    if isinstance(thresholds, EProcessThreshold):
+        return [thresholds]
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, (Sequence, np.ndarray)):
+        raise TypeError(
+            "thresholds: expected an EProcessThreshold or a sequence of them, got "
+            f"{type(thresholds).__name__}"
+        )
+    ths = list(thresholds)
+    if not all(isinstance(t, EProcessThreshold) for t in ths):
+        raise TypeError("thresholds: expected EProcessThreshold objects")
+    return ths
 
 
 def _first_alarms(
@@ -223,6 +237,8 @@ class FittedEProcessMonitor:
         self, trajectories: Trajectories, *, seed: int | np.random.Generator | None = None
     ) -> IntArray:
         """(n, len(thresholds)) first 0-based alarm step (``NO_ALARM`` if none)."""
+        check_trajectories(trajectories)
+        check_seed(seed, allow_none=True)
         lm = self.log_eprocess(trajectories)
         return _first_alarms(trajectories, lm, list(self.thresholds), seed, False)
 
@@ -260,16 +276,18 @@ def evaluator_monitor(
     given order = the model-fitting part; the rest = held-out), the model is fitted on the first
     part and c is computed from max_t M over the held-out CORRECT trajectories.
     """
+    check_trajectories(calibration, "calibration")
     check_choice(threshold, "threshold", THRESHOLD_METHODS)
     a = check_levels(alpha, "alpha")
     d = check_level(delta, "delta")
+    frac = check_level(split_fraction, "split_fraction")
+    split_seed = check_int_seed(split_seed, "split_seed")
     labels = calibration.require_labels("calibration")
     settings = _fit_iv(min_per_class, C, 1e-6, None, prior)  # the default clip of fit()
     if threshold in ("ville", "randomized_ville"):
-        model = EValuatorModel._fit(calibration, *settings, prior)
+        model = EValuatorModel._fit(calibration, *settings, prior, name="calibration")
         make = ville_threshold if threshold == "ville" else randomized_ville_threshold
         return FittedEProcessMonitor(model=model, thresholds=tuple(make(float(x)) for x in a))
-    frac = check_level(split_fraction, "split_fraction")
     n = calibration.n_trajectories
     n_fit = max(1, int(n * frac))
     fit_idx = np.random.default_rng(split_seed).choice(n, size=n_fit, replace=False)
@@ -277,7 +295,7 @@ def evaluator_monitor(
     held_correct = held[labels[held] == 1]
     if len(held_correct) == 0:
         raise ValueError("calibration: the held-out part has no correct trajectory")
-    model = EValuatorModel._fit(calibration.subset(fit_idx), *settings, prior)
+    model = EValuatorModel._fit(calibration.subset(fit_idx), *settings, prior, name="calibration")
     held_tr = calibration.subset(held_correct)
     max_log = max_log_eprocess(held_tr, model.log_ratio(held_tr))
     x, sha = np.sort(max_log), array_sha256(max_log)

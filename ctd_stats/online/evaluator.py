@@ -31,7 +31,7 @@ from .._repr import result_repr
 from .._serialize import JSONSerializable, array_sha256
 from .._validation import FloatArray, check_choice, check_level, check_positive_int
 from ..logistic import _fit_logistic_l2
-from .trajectories import Trajectories
+from .trajectories import Trajectories, check_trajectories
 
 __all__ = ["ChangePointModel", "EValuatorModel", "LikelihoodRatioModel", "StepModel"]
 
@@ -144,14 +144,17 @@ class EValuatorModel(JSONSerializable):
         clip: float,
         max_step: int | None,
         prior: str,
+        *,
+        name: str = "trajectories",
     ) -> EValuatorModel:
-        """Kernel of :meth:`fit` (validated settings; the data conditions are checked here)."""
-        labels = trajectories.require_labels()
+        """Kernel of :meth:`fit` (validated settings; the data conditions are checked here and
+        reported under ``name``, the caller's argument)."""
+        labels = check_trajectories(trajectories, name).require_labels(name)
         n1 = int(labels.sum())
         n0 = len(labels) - n1
         if min(n0, n1) < min_per_class:
             raise ValueError(
-                f"trajectories: step 1 needs at least {min_per_class} trajectories of each class, "
+                f"{name}: step 1 needs at least {min_per_class} trajectories of each class, "
                 f"got {n1} correct and {n0} incorrect"
             )
         last = int(trajectories.lengths.max())
@@ -194,6 +197,7 @@ class EValuatorModel(JSONSerializable):
 
     def log_ratio(self, trajectories: Trajectories) -> FloatArray:
         """(N,) log M_{i,t} for every step of every trajectory."""
+        check_trajectories(trajectories)
         bound = math.log((1.0 - self.clip) / self.clip)
         values = np.full(trajectories.n_steps, np.nan)
         for m in self.step_models:
@@ -247,7 +251,7 @@ class ChangePointModel:
         check_level(self.rho, "rho")
 
     def log_ratio(self, trajectories: Trajectories) -> FloatArray:
-        s = trajectories.scores
+        s = check_trajectories(trajectories).scores
         log_r = np.asarray(self.post.logpdf(s), dtype=np.float64) - np.asarray(
             self.pre.logpdf(s), dtype=np.float64
         )

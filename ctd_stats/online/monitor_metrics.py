@@ -40,10 +40,11 @@ from .._validation import (
 )
 from ..splits import split_by_trajectory
 from ._calibration_common import RISKS, GridArg, Risk, calibration_minima, check_grid
+from ._seeds import check_int_seed
 from .crc import _crc_kernel
 from .eprocess import THRESHOLD_METHODS, evaluator_monitor
 from .monitors import first_alarm_matrix
-from .trajectories import Trajectories
+from .trajectories import Trajectories, check_trajectories
 from .ucb import UCB_BOUNDS, _ucb_kernel
 
 __all__ = [
@@ -90,19 +91,27 @@ class MonitorMetrics:
         )
 
 
-def _check_alarms(trajectories: Trajectories, first_alarms: ArrayLike) -> IntArray:
-    fa = np.asarray(first_alarms)
+def _check_alarms(
+    trajectories: Trajectories, first_alarms: ArrayLike, name: str = "first_alarms"
+) -> IntArray:
+    """Integer first-alarm steps of shape (n,) or (n, k); errors are named ``name``."""
+    try:
+        fa = np.asarray(first_alarms)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise ValueError(f"{name}: cannot be read as an array ({exc})") from None
     if fa.dtype.kind not in "iu":
-        raise ValueError(f"first_alarms: expected integer steps, got dtype {fa.dtype}")
+        raise ValueError(f"{name}: expected integer steps, got dtype {fa.dtype}")
+    if fa.dtype.kind == "u" and fa.size and fa.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: steps must be NO_ALARM (-1) or in [0, T_i)")
     fa = fa.astype(np.int64)
     if fa.ndim not in (1, 2) or fa.shape[0] != trajectories.n_trajectories:
         raise ValueError(
-            f"first_alarms: expected shape ({trajectories.n_trajectories},) or "
+            f"{name}: expected shape ({trajectories.n_trajectories},) or "
             f"({trajectories.n_trajectories}, k), got {fa.shape}"
         )
     lengths = trajectories.lengths.reshape((-1,) + (1,) * (fa.ndim - 1))
     if np.any((fa < NO_ALARM) | (fa >= lengths)):
-        raise ValueError("first_alarms: steps must be NO_ALARM (-1) or in [0, T_i)")
+        raise ValueError(f"{name}: steps must be NO_ALARM (-1) or in [0, T_i)")
     return fa
 
 
@@ -140,6 +149,7 @@ def monitor_metrics(trajectories: Trajectories, first_alarms: ArrayLike) -> Moni
 
     ``first_alarms`` (n,) holds each trajectory's first alarm step (0-based) or ``NO_ALARM``.
     """
+    check_trajectories(trajectories)
     fa = _check_alarms(trajectories, first_alarms)
     if fa.ndim != 1:
         raise ValueError("first_alarms: expected one column; use run_monitor_experiment for many")
@@ -203,6 +213,9 @@ def evaluator_method(
     randomised-Ville uniforms)."""
     check_choice(threshold, "threshold", THRESHOLD_METHODS)
     check_level(delta, "delta")
+    check_choice(prior, "prior", ("first_step", "per_step"))
+    check_int_seed(split_seed, "split_seed")
+    check_int_seed(seed, "seed")
 
     def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
         mon = evaluator_monitor(
@@ -312,12 +325,16 @@ def run_monitor_experiment(
     Defaults follow the reference protocol: 10 splits, 20 % calibration, split i seeded with
     ``seed + i`` (seed0 = 0), the four :func:`default_methods`.
     """
+    check_trajectories(trajectories).require_labels()
+    if trajectories.n_trajectories < 2:
+        raise ValueError("trajectories: at least 2 trajectories are needed to split")
     alphas = check_levels(alpha, "alpha")
-    trajectories.require_labels()
-    n_splits = check_positive_int(n_splits, "n_splits")
-    meths = dict(default_methods() if methods is None else methods)
+    meths = dict(default_methods() if methods is None else _methods_iv(methods))
     if not meths:
         raise ValueError("methods: at least one method is needed")
+    n_splits = check_positive_int(n_splits, "n_splits")
+    check_level(calibration_fraction, "calibration_fraction")
+    seed = check_int_seed(seed, count=n_splits)
     names = tuple(meths)
     shape = (len(names), n_splits, len(alphas))
     fa = np.empty(shape)
@@ -334,7 +351,7 @@ def run_monitor_experiment(
         )
         cal, test = trajectories.subset(cal_idx), trajectories.subset(test_idx)
         for m, name in enumerate(names):
-            alarms = _check_alarms(test, meths[name](cal, test, alphas))
+            alarms = _check_alarms(test, meths[name](cal, test, alphas), f"methods: {name!r}")
             if alarms.ndim != 2 or alarms.shape[1] != len(alphas):
                 raise ValueError(f"methods: {name!r} must return shape (n_test, {len(alphas)})")
             out = _metric_arrays(test, alarms)
@@ -352,6 +369,20 @@ def run_monitor_experiment(
         n_correct=n1,
         n_incorrect=n0,
     )
+
+
+def _methods_iv(methods: object) -> Mapping[str, MonitorMethod]:
+    """A mapping of method names (str) to callables."""
+    if not isinstance(methods, Mapping):
+        raise TypeError(
+            f"methods: expected a mapping of names to methods, got {type(methods).__name__}"
+        )
+    for key, fn in methods.items():
+        if not isinstance(key, str):
+            raise TypeError(f"methods: names must be str, got {type(key).__name__}")
+        if not callable(fn):
+            raise TypeError(f"methods: {key!r} is not callable ({type(fn).__name__})")
+    return methods
 
 
 def _summary(x: FloatArray) -> MetricSummary:

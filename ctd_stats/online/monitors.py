@@ -32,7 +32,7 @@ from .._repr import result_repr
 from .._serialize import JSONSerializable
 from .._streaming import NO_ALARM, Step
 from .._validation import BoolArray, FloatArray, IntArray, as_float_array
-from .trajectories import Trajectories
+from .trajectories import Trajectories, check_trajectories
 
 __all__ = [
     "NO_ALARM",
@@ -78,6 +78,16 @@ class MonitorState(JSONSerializable):
         )
 
 
+def _check_threshold(value: Any, name: str = "threshold") -> float:
+    """A real number, not NaN (±inf allowed: never / always alarm)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name}: must not be NaN")
+    return v
+
+
 @dataclass(frozen=True)
 class ThresholdMonitor:
     """Alarm at the first step whose score is strictly below ``threshold``.
@@ -90,13 +100,7 @@ class ThresholdMonitor:
     threshold: float
 
     def __post_init__(self) -> None:
-        if isinstance(self.threshold, bool) or not isinstance(
-            self.threshold, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(f"threshold: expected a number, got {type(self.threshold).__name__}")
-        if math.isnan(float(self.threshold)):
-            raise ValueError("threshold: must not be NaN")
-        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "threshold", _check_threshold(self.threshold))
 
     def init(self) -> MonitorState:
         """Fresh state for a new trajectory."""
@@ -144,6 +148,7 @@ def first_alarm_from_mask(trajectories: Trajectories, mask: ArrayLike) -> IntArr
     Returns (n,) int64, ``NO_ALARM`` where a trajectory has no True step. Works for any alarm
     rule (threshold monitors, e-processes) expressed step by step.
     """
+    check_trajectories(trajectories)
     m = np.asarray(mask, dtype=bool)
     if m.shape != (trajectories.n_steps,):
         raise ValueError(f"mask: expected shape ({trajectories.n_steps},), got {m.shape}")
@@ -155,9 +160,8 @@ def first_alarm_from_mask(trajectories: Trajectories, mask: ArrayLike) -> IntArr
 
 def first_alarm_steps(trajectories: Trajectories, threshold: float) -> IntArray:
     """First step with score < ``threshold`` for each trajectory (``NO_ALARM`` if none)."""
-    lam = float(threshold)
-    if math.isnan(lam):
-        raise ValueError("threshold: must not be NaN")
+    check_trajectories(trajectories)
+    lam = _check_threshold(threshold)
     return first_alarm_from_mask(trajectories, trajectories.scores < lam)
 
 
@@ -167,7 +171,7 @@ def running_minima(trajectories: Trajectories) -> FloatArray:
     Position p of every trajectory longer than p is updated at once; the trajectories are
     ordered by length once, so the active set at position p is a prefix of that order.
     """
-    run = trajectories.scores.copy()
+    run = check_trajectories(trajectories).scores.copy()
     lengths = trajectories.lengths
     order = np.argsort(-lengths, kind="stable")
     starts = trajectories.offsets[:-1][order]
@@ -185,6 +189,7 @@ def first_alarm_matrix(trajectories: Trajectories, thresholds: ArrayLike) -> Int
     Uses the running minimum (non-increasing), so the first alarm position is the number of
     steps whose running minimum is still ≥ λ; a count equal to T_i means no alarm.
     """
+    check_trajectories(trajectories)
     lam = as_float_array(thresholds, "thresholds", ndim=(0, 1), finite=False)
     squeeze = lam.ndim == 0
     lam = np.atleast_1d(lam)

@@ -39,6 +39,7 @@ from ..datasets import data_path
 __all__ = [
     "VERIFIER_SCORE_FILES",
     "Trajectories",
+    "check_trajectories",
     "load_verifier_scores",
 ]
 
@@ -340,6 +341,13 @@ class Trajectories:
         return self.subset(mask)
 
 
+def check_trajectories(value: object, name: str = "trajectories") -> Trajectories:
+    """``value`` itself if it is a :class:`Trajectories`, else a ``TypeError`` naming ``name``."""
+    if not isinstance(value, Trajectories):
+        raise TypeError(f"{name}: expected a Trajectories, got {type(value).__name__}")
+    return value
+
+
 def _parse_bool_column(values: list[str], name: str) -> IntArray:
     mapping = {"1": 1, "0": 0, "true": 1, "false": 0, "1.0": 1, "0.0": 0}
     out = np.empty(len(values), dtype=np.int64)
@@ -367,6 +375,12 @@ def load_verifier_scores(
     ``score_column`` (verifier score), ``solved`` (label, 1 = correct) and, when present and
     ``use_tokens``, ``generated_tokens`` (token weights). Trajectories keep file order.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    if not isinstance(score_column, str):
+        raise TypeError(f"score_column: expected a str, got {type(score_column).__name__}")
+    if not isinstance(use_tokens, (bool, np.bool_)):
+        raise TypeError(f"use_tokens: expected a bool, got {type(use_tokens).__name__}")
     key = VERIFIER_SCORE_FILES.get(name, name)
     path = data_path(key, data_dir=data_dir)
     with gzip.open(path, "rt", newline="", encoding="utf-8") as fh:
@@ -385,10 +399,15 @@ def load_verifier_scores(
     tokens: Any = None
     if use_tokens and "generated_tokens" in col:
         tokens = np.array(column("generated_tokens"), dtype=np.float64)
+    try:
+        raw_scores = np.array(column(score_column), dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"score_column: column {score_column!r} of {key} is not numeric") from None
+    scores = as_float_array(raw_scores, "score_column", ndim=1)  # no NaN or infinite score
     return Trajectories.from_long(
         np.array(column("uq_problem_idx")),
         np.array(column("num_steps"), dtype=np.float64),
-        np.array(column(score_column), dtype=np.float64),
+        scores,
         _parse_bool_column(column("solved"), "solved"),
         tokens=tokens,
     )
