@@ -171,3 +171,14 @@ def test_table_take_and_values() -> None:
     sub = t.take([2, 0])
     assert sub.n == 2 and list(sub.groups) == ["a", "a"]
     assert np.allclose(t.values(), [0.7, -0.7, 0.0])
+
+
+def test_ragged_masks_and_junk_thresholds_are_named() -> None:
+    with pytest.raises(ValueError, match=r"^delegated: cannot be read as an array"):
+        realised_budget([[0, 1, 1], [1, 1], [1]])
+    with pytest.raises(ValueError, match=r"^delegated: cannot be read as an array"):
+        evaluate_cascade([0, 1], [0.2, 0.8], [0.1, 0.9], [[0, 1], [1]])
+    with pytest.raises(TypeError, match=r"^threshold: expected a number"):
+        accuracy([0, 1], [0.2, 0.8], threshold=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^threshold: must not be NaN"):
+        accuracy([0, 1], [0.2, 0.8], threshold=float("nan"))

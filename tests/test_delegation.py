@@ -338,6 +338,39 @@ def test_budgets_outside_unit_interval_are_rejected(alpha: float) -> None:
         CTDSettings(budgets=(0.5, alpha))
 
 
+def test_protocol_junk_is_refused_with_the_argument_name() -> None:
+    with pytest.raises(TypeError, match=r"^budgets: expected a sequence"):
+        CTDSettings(budgets=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^batch_sizes: expected a sequence"):
+        CTDSettings(batch_sizes=32)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^strict: expected a bool"):
+        CTDSettings(strict="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^groups: cannot be read as an array"):
+        cap_group_indices([[0], []])
+    with pytest.raises(TypeError, match=r"^seed: expected an integer"):
+        cap_group_indices(["a", "a"], cap=1, seed=[])  # type: ignore[arg-type]
+    v, d = np.zeros(2), np.array([True, False])
+    with pytest.raises(ValueError, match=r"^delegated: cannot be read as an array"):
+        group_summary(v, [[0, 1], [1]], ["a", "b"])
+    with pytest.raises(ValueError, match=r"^groups: cannot be read as an array"):
+        group_summary(v, d, [[0, 1], [1]])
+    with pytest.raises(TypeError, match=r"^names: expected a sequence"):
+        group_summary(v, d, ["a", "b"], names=5)  # type: ignore[arg-type]
+    # the same random.sample as before for an np.int64 seed (Python's random refused it)
+    g = np.array(["a"] * 7)
+    assert np.array_equal(
+        cap_group_indices(g, cap=3, seed=np.int64(4)), cap_group_indices(g, cap=3, seed=4)
+    )
+
+
+def test_check_budget_is_internal() -> None:
+    import ctd_stats
+    from ctd_stats.cascade.signals import check_budget
+
+    assert "check_budget" not in ctd_stats.__all__ and not hasattr(ctd_stats, "check_budget")
+    assert check_budget(1.0) == 1.0
+
+
 def test_budget_of_one_is_allowed_and_certifies_everything() -> None:
     t = _cal(200)
     c = calibrate_budget_only(scores=t.dv, alpha=1.0)

@@ -77,3 +77,22 @@ def test_bad_parameters() -> None:
         simulate_cascade(0)
     with pytest.raises(ValueError, match="dv_offset"):
         simulate_cascade(10, dv_offset=float("inf"))
+
+
+def test_simulation_junk_is_refused_with_the_argument_name() -> None:
+    with pytest.raises(TypeError, match=r"^group_names: expected a sequence of str"):
+        SimulationParameters(group_names=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^group_names: every name must be a str"):
+        SimulationParameters(group_names=([1], "b", "c", "d"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^probe_accuracy: expected a sequence of numbers"):
+        SimulationParameters(probe_accuracy=0.7)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^expert_noise: expected a number"):
+        SimulationParameters(expert_noise="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^dv_noise: must be finite"):
+        SimulationParameters(dv_noise=float("inf"))
+    with pytest.raises(TypeError, match=r"^seed: expected an integer or a numpy Generator"):
+        simulate_cascade(73, seed=5.0e16)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^seed: must be >= 0"):
+        simulate_cascade(73, seed=-1)
+    with pytest.raises(TypeError, match=r"^dv_offset: expected a number"):
+        simulate_cascade(73, dv_offset=None)  # type: ignore[arg-type]

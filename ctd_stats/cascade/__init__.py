@@ -51,7 +51,7 @@ from .protocol import (
     faic,
     group_summary,
 )
-from .signals import check_budget, performance_risk, threshold_grid, uncertainty_score
+from .signals import performance_risk, threshold_grid, uncertainty_score
 from .simulation import SimulationParameters, simulate_cascade
 from .streaming import (
     BudgetMonitor,
@@ -104,7 +104,6 @@ __all__ = [
     "calibrate_plug_in",
     "calibrate_uncertainty",
     "cap_group_indices",
-    "check_budget",
     "combine_scores",
     "delegation_capacity",
     "delegation_value",

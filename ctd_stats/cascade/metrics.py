@@ -67,7 +67,10 @@ def _probabilities(value: ArrayLike, name: str, *, ndim: int | tuple[int, ...] =
 
 def _mask(value: ArrayLike, name: str) -> BoolArray:
     """A delegation mask, shape (n,) or (m, n), of booleans or 0/1 numbers."""
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise ValueError(f"{name}: cannot be read as an array ({exc})") from None
     if arr.dtype == np.bool_:
         if arr.ndim not in (1, 2):
             raise ValueError(f"{name}: expected 1 or 2 dimension(s), got shape {arr.shape}")
@@ -177,6 +180,12 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> FloatArray:
 
 def accuracy(labels: ArrayLike, scores: ArrayLike, *, threshold: float = 0.5) -> FloatArray:
     """Fraction of inputs with (score ≥ threshold) == label, along the last axis."""
+    if isinstance(threshold, bool) or not isinstance(
+        threshold, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"threshold: expected a number, got {type(threshold).__name__}")
+    if threshold != threshold:
+        raise ValueError("threshold: must not be NaN")
     y = as_binary_array(labels, "labels")
     s = as_float_array(scores, "scores", ndim=(1, 2, 3))
     if s.shape[-1] != y.size:

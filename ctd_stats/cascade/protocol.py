@@ -107,6 +107,7 @@ class CTDSettings:
     def __post_init__(self) -> None:
         check_positive_int(self.n_thresholds, "n_thresholds", minimum=2)
         check_margin(self.threshold_margin, "threshold_margin")
+        _check_tuple(self.budgets, "budgets")
         for a in self.budgets:
             check_budget(a, "budgets")
         if len(self.budgets) == 0:
@@ -116,11 +117,14 @@ class CTDSettings:
         check_level(self.opt_fraction, "opt_fraction")
         check_choice(self.performance, "performance", PERFORMANCE_RISKS)
         check_choice(self.merge, "merge", MERGES)
+        _check_tuple(self.batch_sizes, "batch_sizes")
         for b in self.batch_sizes:
             check_positive_int(b, "batch_sizes")
         check_positive_int(self.topk_steps, "topk_steps")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise TypeError(f"seed: expected an integer, got {type(self.seed).__name__}")
+        if not isinstance(self.strict, (bool, np.bool_)):
+            raise TypeError(f"strict: expected a bool, got {type(self.strict).__name__}")
 
     def __repr__(self) -> str:
         b = self.budgets
@@ -131,6 +135,15 @@ class CTDSettings:
             f"calib_fraction={self.calib_fraction}, opt_fraction={self.opt_fraction}, "
             f"seed={self.seed}, batch_sizes={self.batch_sizes}, strict={self.strict})"
         )
+
+
+def _check_tuple(value: object, name: str) -> None:
+    """A field holding several values must be a sequence (tuple, list or 1-d array), not one
+    scalar or a string."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name}: expected a sequence of values, got {type(value).__name__}")
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise ValueError(f"{name}: expected 1 dimension(s), got shape {value.shape}")
 
 
 SETTINGS: Final[dict[str, CTDSettings]] = {
@@ -250,6 +263,18 @@ class GroupSummary:
         return "\n".join([f"GroupSummary({len(self.groups)} groups)", *rows, *more])
 
 
+def _as_array(value: ArrayLike, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested sequences
+        raise ValueError(f"{name}: cannot be read as an array ({exc})") from None
+
+
+def _as_groups(value: ArrayLike, name: str = "groups") -> np.ndarray:
+    """Group labels as a str array (any labels; compared as strings)."""
+    return _as_array(value, name).astype(str)
+
+
 def group_summary(
     values: ArrayLike,
     delegated: ArrayLike,
@@ -262,13 +287,17 @@ def group_summary(
     ``names`` fixes the groups and their order; a named group with no inputs is an error.
     """
     v = as_float_array(values, "values", ndim=1)
-    d = np.asarray(delegated)
+    d = _as_array(delegated, "delegated")
     d = d.astype(bool) if d.dtype == np.bool_ else as_binary_array(d, "delegated").astype(bool)
     if d.ndim != 1 or d.size != v.size:
         raise ValueError(f"delegated: expected shape ({v.size},), got {d.shape}")
-    g = np.asarray(groups).astype(str)
+    g = _as_groups(groups)
     if g.ndim != 1 or g.size != v.size:
         raise ValueError(f"groups: expected shape ({v.size},), got {g.shape}")
+    if names is not None and (
+        isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, np.ndarray))
+    ):
+        raise TypeError(f"names: expected a sequence of group names, got {type(names).__name__}")
     labels = tuple(sorted(set(g.tolist()))) if names is None else tuple(str(x) for x in names)
     if not labels:
         raise ValueError("names: must not be empty")
@@ -297,10 +326,13 @@ def cap_group_indices(groups: ArrayLike, *, cap: int = 500, seed: int = 42) -> I
     cap)`` (Python's ``random``, reseeded per group), in that order; groups appear in order of
     first occurrence. Smaller groups are kept whole.
     """
-    g = np.asarray(groups).astype(str)
+    g = _as_groups(groups)
     if g.ndim != 1 or g.size == 0:
         raise ValueError("groups: expected a non-empty 1-d array")
     cap = check_positive_int(cap, "cap")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
+    seed = int(seed)
     _, first = np.unique(g, return_index=True)
     out: list[IntArray] = []
     for name in g[np.sort(first)]:

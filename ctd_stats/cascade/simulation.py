@@ -25,6 +25,7 @@ benefit, as the four datasets of the paper's Table 1 do.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from numpy.typing import ArrayLike
 from scipy import special, stats
 
 from .._validation import FloatArray, as_float_array, check_level, check_positive_int
+from ..online._seeds import check_seed
 from .metrics import CascadeTable
 
 __all__ = ["SimulationParameters", "simulate_cascade"]
@@ -67,13 +69,23 @@ class SimulationParameters:
     positive_rate: float = 0.5
 
     def __post_init__(self) -> None:
-        k = len(self.group_names)
+        names = self.group_names
+        if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, np.ndarray)):
+            raise TypeError(f"group_names: expected a sequence of str, got {type(names).__name__}")
+        if not all(isinstance(g, str) for g in names):
+            raise TypeError("group_names: every name must be a str")
+        k = len(names)
         if k == 0:
             raise ValueError("group_names: must not be empty")
-        if len(set(self.group_names)) != k:
+        if len(set(names)) != k:
             raise ValueError("group_names: must be distinct")
         for name in ("group_weights", "probe_accuracy", "expert_accuracy"):
-            if len(getattr(self, name)) != k:
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+                raise TypeError(
+                    f"{name}: expected a sequence of numbers, got {type(value).__name__}"
+                )
+            if len(value) != k:
                 raise ValueError(f"{name}: expected {k} values (one per group)")
         w = as_float_array(self.group_weights, "group_weights", ndim=1, low=0.0)
         if not np.isclose(w.sum(), 1.0):
@@ -82,6 +94,14 @@ class SimulationParameters:
             acc = as_float_array(getattr(self, name), name, ndim=1, low=0.0, high=1.0)
             if np.any(acc <= 0.5) or np.any(acc >= 1.0):
                 raise ValueError(f"{name}: each accuracy must lie in (0.5, 1)")
+        for name in ("probe_noise", "expert_noise", "dv_noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating)
+            ):
+                raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: must be finite, got {value!r}")
         for name in ("probe_noise", "expert_noise"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0")
@@ -129,6 +149,13 @@ def simulate_cascade(
     prm = SimulationParameters() if params is None else params
     if not isinstance(prm, SimulationParameters):
         raise TypeError(f"params: expected SimulationParameters, got {type(prm).__name__}")
+    check_seed(seed)
+    if isinstance(dv_offset, bool) or not isinstance(
+        dv_offset, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"dv_offset: expected a number, got {type(dv_offset).__name__}")
+    if not math.isfinite(dv_offset):
+        raise ValueError(f"dv_offset: must be finite, got {dv_offset!r}")
     w: FloatArray = np.asarray(prm.group_weights, dtype=np.float64)
     if group_weights is not None:
         w = as_float_array(group_weights, "group_weights", ndim=1, low=0.0)
@@ -145,8 +172,6 @@ def simulate_cascade(
     p = special.expit(z * a_p[g] + prm.probe_noise * rng.standard_normal(n))
     e = special.expit(z * a_e[g] + prm.expert_noise * rng.standard_normal(n))
     v = z * (e - p)
-    if not math.isfinite(dv_offset):
-        raise ValueError(f"dv_offset: must be finite, got {dv_offset!r}")
     d = v + prm.dv_noise * rng.standard_normal(n) + dv_offset
     names = np.asarray(prm.group_names, dtype=object)[g]
     return CascadeTable.from_arrays(probe=p, expert=e, dv=d, labels=y, groups=names)
