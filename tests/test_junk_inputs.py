@@ -53,32 +53,11 @@ junk_text = st.one_of(
 # Where junk makes no sense (kept short; each entry says why).
 EXCLUDED: dict[str, str] = {
     "Step": "a plain record of what a monitor reported; no validation by design",
-    # A validation helper: its messages start with the VALUE of its ``name`` argument.
-    "check_budget": "validator whose messages are named by its `name` argument",
 }
 
 # Problems the fuzz found in modules owned by others: xfail (strict=False) so CI stays green
 # until they are fixed. Key: callable name; value: the reason, naming the failing input.
-KNOWN_FAILURES: dict[str, str] = {
-    "CTDSettings": "CTDSettings(budgets=None): TypeError 'NoneType' object is not iterable",
-    "SimulationParameters": "SimulationParameters(group_names=None): TypeError no len()",
-    "conformal_threshold": "conformal_threshold([0.0], alpha=4.8e-145) runs for > 2 s",
-    "eprocess_first_alarms": "eprocess_first_alarms(None, ...): AttributeError n_steps",
-    "first_alarm_steps": "first_alarm_steps(None, ''): ValueError 'could not convert string'; "
-    "(None, None): float() TypeError; (None, False): AttributeError",
-    "load_verifier_scores": "load_verifier_scores(name=np.array([])): TypeError 'unhashable "
-    "type: numpy.ndarray' (a dict lookup before the name is checked)",
-    "evaluate_cascade": "evaluate_cascade(labels=824, probe=';..', ragged ...): numpy "
-    "'inhomogeneous shape' ValueError without an argument name",
-    "realised_budget": "realised_budget([[0, 1, 1], [1, 1], [1]]): numpy 'inhomogeneous shape' "
-    "ValueError without an argument name",
-    "run_monitor_experiment": "run_monitor_experiment(trajectories=True, ...): AttributeError "
-    "'bool' object has no attribute 'require_labels'",
-    "simulate_cascade": "simulate_cascade(73, seed=5.0e16): numpy TypeError 'SeedSequence "
-    "expects int' without an argument name",
-    "monitor_metrics": "monitor_metrics(None, 0): AttributeError n_trajectories; ragged "
-    "first_alarms: numpy 'inhomogeneous shape' ValueError",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _public_callables() -> dict[str, tuple[Callable[..., Any], inspect.Signature, tuple[str, ...]]]:
