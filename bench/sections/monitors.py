@@ -310,7 +310,7 @@ def run(quick: bool) -> list[Section]:
             "comparison": f"MATH, {pkg_splits}, PAC and Ville × {len(eps)} α",
             "ratio": f"PAC {timing.rows[0]['ratio']}, Ville {timing.rows[1]['ratio']}",
             "agreement": f"FA / power within {max_gap:.4f}; ≤ {worst:.2%} of test"
-            f" trajectories alarm differently; max |Δ log M| {max(log_m_diff):.1e}",
+            f" trajectories alarm differently; max abs Δ log M {max(log_m_diff):.1e}",
             "target": f"answers agree (≤ {TOLERANCE:.1%} alarmed differently): met",
         }
     )
