@@ -11,7 +11,7 @@ position b = #{τ_j < d}; "d > τ_j" is then "j < b", so per-threshold counts fo
 one ``bincount`` + ``cumsum``; p-values for all budgets × re-splits × thresholds are one binomial
 CDF call; fixed-sequence testing is the first failure found by ``argmax`` on a boolean array;
 Pareto fronts of all re-splits are one broadcast comparison. R = 500 re-splits × 20 budgets run
-in well under a second (see ``bench/bench_cascade.py``).
+in well under a second (see ``bench/sections/app_d.py``).
 
 Conventions (as the reference code, CTD paper §5.1 / App. D): re-split r uses
 ``default_rng(seed + r)`` for the calibration / evaluation permutation (first ``calib_fraction``

@@ -157,7 +157,7 @@ class ThresholdCalibration(JSONSerializable):
         lines = [
             head,
             f"  alpha={fmt(self.alpha)}, delta={delta}, signal={self.signal!r}, "
-            f"n={self.n} (opt {self.n_opt}, test {self.n_test})",
+            f"n={self.n} (opt {self.n_opt}, ht {self.n_test})",
             f"  certified: {int(self.certified.sum())} of {self.grid.size} grid points; "
             f"front: {self.front.size} points",
         ]

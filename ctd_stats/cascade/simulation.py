@@ -32,8 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-from .._validation import FloatArray, as_float_array, check_level, check_positive_int
-from ..online._seeds import check_seed
+from .._validation import FloatArray, as_float_array, check_level, check_positive_int, check_seed
 from .metrics import CascadeTable
 
 __all__ = ["SimulationParameters", "simulate_cascade"]

@@ -27,10 +27,11 @@ from .._validation import (
     IntArray,
     as_float_array,
     check_choice,
+    check_int_seed,
     check_level,
     check_levels,
+    check_seed,
 )
-from ._seeds import check_int_seed, check_seed
 from .eprocess_thresholds import (
     THRESHOLD_METHODS,
     EProcessThreshold,

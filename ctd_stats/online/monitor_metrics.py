@@ -34,13 +34,13 @@ from .._validation import (
     FloatArray,
     IntArray,
     check_choice,
+    check_int_seed,
     check_level,
     check_levels,
     check_positive_int,
 )
 from ..splits import split_by_trajectory
 from ._calibration_common import RISKS, GridArg, Risk, calibration_minima, check_grid
-from ._seeds import check_int_seed
 from .crc import _crc_kernel
 from .eprocess import THRESHOLD_METHODS, evaluator_monitor
 from .monitors import first_alarm_matrix
