@@ -197,6 +197,8 @@ class JSONSerializable:
     """
 
     _json_guarantee: ClassVar[str] = ""
+    #: Fields repeated under ``settings`` in the header, for a human reader of the file.
+    _json_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -208,8 +210,17 @@ class JSONSerializable:
 
     # Hooks -----------------------------------------------------------------
     def _json_meta(self) -> dict[str, Any]:
-        """``guarantee``, ``n``, ``calibration_sha256`` and ``settings`` for the header."""
-        return {}
+        """``guarantee``, ``n``, ``calibration_sha256`` and ``settings`` for the header.
+
+        By default the object's own ``guarantee`` / ``n`` / ``calibration_sha256`` fields (where
+        it has them; else ``_json_guarantee`` and ``None``) and its ``_json_settings`` fields.
+        """
+        return {
+            "guarantee": getattr(self, "guarantee", self._json_guarantee),
+            "n": getattr(self, "n", None),
+            "calibration_sha256": getattr(self, "calibration_sha256", None),
+            "settings": {name: getattr(self, name) for name in self._json_settings},
+        }
 
     @classmethod
     def _from_fields(cls: type[T], fields: dict[str, Any]) -> T:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -81,13 +81,7 @@ class CRCThreshold(JSONSerializable):
     calibration_sha256: str | None
     guarantee: str
 
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": self.guarantee,
-            "n": self.n,
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {"alpha": self.alpha, "risk": self.risk, "method": self.method},
-        }
+    _json_settings = ("alpha", "risk", "method")
 
     def __repr__(self) -> str:
         return threshold_repr(
@@ -127,13 +121,7 @@ class GeneralCRCThreshold(JSONSerializable):
     calibration_sha256: str | None
     guarantee: str
 
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": self.guarantee,
-            "n": self.n,
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {"alpha": self.alpha, "bound": self.bound, "direction": self.direction},
-        }
+    _json_settings = ("alpha", "bound", "direction")
 
     def __repr__(self) -> str:
         return threshold_repr(

@@ -76,18 +76,7 @@ class EProcessThreshold(JSONSerializable):
         assert value is not None
         return value
 
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": self.guarantee,
-            "n": self.n,
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {
-                "method": self.method,
-                "alpha": self.alpha,
-                "level": self.level,
-                "delta": self.delta,
-            },
-        }
+    _json_settings = ("method", "alpha", "level", "delta")
 
     def __repr__(self) -> str:
         lines: list[tuple[str, Any]] = [

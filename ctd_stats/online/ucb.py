@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -92,19 +92,7 @@ class UCBThreshold(JSONSerializable):
     calibration_sha256: str | None
     guarantee: str
 
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": self.guarantee,
-            "n": self.n,
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {
-                "alpha": self.alpha,
-                "delta": self.delta,
-                "risk": self.risk,
-                "bound": self.bound,
-                "method": self.method,
-            },
-        }
+    _json_settings = ("alpha", "delta", "risk", "bound", "method")
 
     def __repr__(self) -> str:
         return threshold_repr(
