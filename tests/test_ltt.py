@@ -257,6 +257,16 @@ def test_repr_is_compact() -> None:
     assert text.startswith("LTTResult(found=True")
 
 
+def test_repr_lines_fit_a_page_even_with_a_long_reason() -> None:
+    scores = np.random.default_rng(0).uniform(size=20)
+    grid = np.linspace(0, 1, 101)
+    res = learn_then_test(scores[:, None] > grid, alpha=0.01, delta=0.1, order="descending")
+    assert res.reason is not None and len(res.reason) > 100
+    lines = repr(res).splitlines()
+    assert lines[1].startswith("  reason: too few calibration points")
+    assert max(len(line) for line in lines) <= 100
+
+
 # --------------------------------------------------------------------------- JSON
 def _assert_same(a: object, b: object) -> None:
     import dataclasses
