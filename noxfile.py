@@ -100,7 +100,8 @@ def quiet_kernel_env(session: nox.Session) -> dict[str, str]:
     encryption" warning (the kernel listens on localhost only); myst-nb gives no way to pass
     kernel options, so the setting goes in a private IPYTHONDIR.
     """
-    profile = Path(session.create_tmp()) / "ipython" / "profile_default"
+    # Absolute: the kernels run in each chapter's folder, where a relative path does not exist.
+    profile = Path(session.create_tmp()).resolve() / "ipython" / "profile_default"
     profile.mkdir(parents=True, exist_ok=True)
     (profile / "ipython_kernel_config.py").write_text('c.IPKernelApp.log_level = "ERROR"\n')
     return {"IPYTHONDIR": str(profile.parent)}
