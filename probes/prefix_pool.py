@@ -1,0 +1,120 @@
+"""Several contexts and poolings from one forward pass: choosing how much of a conversation to read.
+
+A decoder is causal, so the residual stream at position ``i`` does not depend on the tokens after
+``i``. One pass over the first ``max(contexts)`` tokens therefore yields, exactly, the activations
+that passes truncated at every shorter context ``c`` would give. :func:`pool_prefixes` pools each
+of them two ways (the activation definition is :mod:`probes.extract`'s: the output of block ``L``'s
+input norm):
+
+* ``"mean"``: the mean over the first ``min(c, length)`` tokens (the CTD paper's §5.1 pooling);
+* ``"last"``: the activation at the last of those tokens.
+
+The artifact builder uses this to choose the layer, the pooling and the context on the dev split
+from one extraction (:mod:`probes.artifact`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from transformers import PreTrainedModel
+
+from .extract import _check_layers, _StopForward, residual_norm_modules
+
+__all__ = ["POOLINGS", "pool_prefixes"]
+
+POOLINGS = ("mean", "last")
+
+
+def _check_contexts(contexts: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(int(c) for c in contexts)
+    if not out:
+        raise ValueError("contexts: must not be empty")
+    if any(c < 1 for c in out) or list(out) != sorted(set(out)):
+        raise ValueError(f"contexts: expected increasing positive token counts, got {out}")
+    return out
+
+
+def pool_prefixes(
+    model: PreTrainedModel,
+    token_ids: Sequence[Sequence[int]],
+    *,
+    layers: Sequence[int],
+    contexts: Sequence[int],
+    pad_id: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> NDArray[np.float32]:
+    """Pooled activations ``(n, len(contexts), len(POOLINGS), len(layers), hidden)``, float32.
+
+    ``token_ids`` are the tokenised inputs (e.g. :func:`probes.extract.encode_conversations`);
+    each is read up to ``max(contexts)`` tokens. Entry ``[i, j, k, l]`` pools input ``i``'s first
+    ``contexts[j]`` tokens with ``POOLINGS[k]`` at layer ``layers[l]``; an input shorter than a
+    context is pooled whole. Equal, up to float rounding, to :func:`probes.extract.pool_token_ids`
+    on the inputs truncated at ``contexts[j]`` (tested).
+    """
+    lays = _check_layers(model, layers)
+    ctxs = _check_contexts(contexts)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be positive, got {batch_size!r}")
+    seqs = [list(s)[: ctxs[-1]] for s in token_ids]
+    for i, seq in enumerate(seqs):
+        if not seq:
+            raise ValueError(f"token_ids[{i}]: empty")
+    mods = residual_norm_modules(model)
+    emb: Any = model.get_input_embeddings()
+    device: torch.device = emb.weight.device
+    hidden = int(model.config.hidden_size)
+    out = np.zeros((len(seqs), len(ctxs), len(POOLINGS), len(lays), hidden), dtype=np.float32)
+    captured: dict[int, torch.Tensor] = {}
+    lengths_holder: list[torch.Tensor] = []
+    deepest = max(lays)
+
+    def make_hook(layer: int) -> Callable[..., None]:
+        def hook(_mod: torch.nn.Module, _inp: Any, output: Any) -> None:
+            hs = (output[0] if isinstance(output, tuple) else output).float()
+            lengths = lengths_holder[0]  # (batch,)
+            rows = torch.arange(hs.shape[0], device=hs.device)
+            # A running sum gives every prefix mean from one cumulative pass.
+            csum = hs.cumsum(dim=1)
+            pooled = []
+            for c in ctxs:
+                n_c = torch.clamp(lengths, max=c)  # tokens read at context c
+                last = hs[rows, n_c - 1]
+                mean = csum[rows, n_c - 1] / n_c.unsqueeze(-1).to(hs.dtype)
+                pooled.append(torch.stack([mean, last], dim=1))
+            captured[layer] = torch.stack(pooled, dim=1)  # (batch, contexts, poolings, hidden)
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
+
+    handles = [mods[layer].register_forward_hook(make_hook(layer)) for layer in lays]
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="prefixes", disable=not progress, unit="batch"):
+                width = max(len(seqs[i]) for i in batch)
+                ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
+                    mask[row, : len(seqs[i])] = 1
+                lengths_holder[:] = [mask.sum(dim=1).to(device)]
+                captured.clear()
+                try:
+                    model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+                except _StopForward:
+                    pass
+                for k, layer in enumerate(lays):
+                    out[batch, :, :, k, :] = captured[layer].cpu().numpy()
+    finally:
+        for h in handles:
+            h.remove()
+    return out
