@@ -66,16 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     art.add_argument("--out-dir", type=Path, default=Path("book/artifacts"))
     art.add_argument("--name", default="stakes_smollm2")
     art.add_argument("--work-dir", type=Path, default=None)
-    art.add_argument("--token-limit", type=int, default=96)
-    art.add_argument("--expert-token-limit", type=int, default=64)
+    art.add_argument("--token-limit", type=int, default=1024, help="longest context read")
+    art.add_argument(
+        "--contexts", default="128,256,512,1024", help="candidate contexts (the last = limit)"
+    )
+    art.add_argument("--expert-token-limit", type=int, default=512)
     art.add_argument("--layers", default="2,4,6,8,10,12,14,16,18,20,22,24", help="candidate layers")
     art.add_argument("--batch-size", type=int, default=8)
     art.add_argument("--cap-per-group", type=int, default=250, help="eval rows kept per file")
     art.add_argument("--limit", type=int, default=None, help="first N rows per file (quick runs)")
-    art.add_argument("--experts", default="smollm2,gemma3")
-    art.add_argument("--stage", choices=["all", "activations", "experts"], default="all")
+    art.add_argument("--experts", default="smollm2,minilm", help="of smollm2, gemma3, minilm")
     art.add_argument(
-        "--reverse-files", action="store_true", help="experts stage: files in reverse order"
+        "--stage", choices=["all", "activations", "experts", "embeddings"], default="all"
+    )
+    art.add_argument(
+        "--reverse-files",
+        action="store_true",
+        help="activations / experts stage: work from the other end (a second process)",
     )
     art.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     art.add_argument("--no-progress", action="store_true")
@@ -198,6 +205,7 @@ def _run_artifacts(args: argparse.Namespace) -> int:
         name=args.name,
         work_dir=args.work_dir,
         token_limit=args.token_limit,
+        contexts=tuple(int(x) for x in args.contexts.split(",") if x),
         expert_token_limit=args.expert_token_limit,
         candidate_layers=tuple(int(x) for x in args.layers.split(",") if x),
         batch_size=args.batch_size,

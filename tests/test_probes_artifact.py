@@ -39,9 +39,29 @@ def test_artifact_arrays_match_manifest():  # type: ignore[no-untyped-def]
         e = art[f"expert_{key}"]
         assert np.isnan(e[train]).all()
         assert ((e[~train] >= 0) & (e[~train] <= 1)).all()
-    assert man["layer"] in [row["layer"] for row in man["layer_selection"]["per_layer"]]
     best = max(man["layer_selection"]["per_layer"], key=lambda r: r["dev_auroc"])
-    assert best["layer"] == man["layer"]
+    assert (best["layer"], best["pooling"], best["context"]) == (
+        man["layer"],
+        man["pooling"],
+        man["context"],
+    )
+
+
+def test_manifest_states_the_probe_and_the_experts():  # type: ignore[no-untyped-def]
+    art = load_artifact(ART)
+    man = json.loads(MAN.read_text())
+    assert man["token_limit"] >= 512 and man["context"] <= man["token_limit"]
+    test = art["split"] == "test"
+    y = art["label"][test]
+    for name, block in [("probe", man["probe"]), *man["experts"].items()]:
+        scores = art[name if name == "probe" else f"expert_{name}"][test].astype(np.float64)
+        assert block["test"]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == (y == 1)))
+        assert 0.5 < block["test"]["auroc"] <= 1
+    for block in man["experts"].values():
+        assert block["simulated"] is False
+        assert block["kind"] in ("likelihood_continuation", "embedding_classifier")
+        assert block["tokens_per_second"] > 0
+        assert block["training_data"]
 
 
 def test_tampered_artifact_is_refused(tmp_path):  # type: ignore[no-untyped-def]

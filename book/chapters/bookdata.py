@@ -2,10 +2,13 @@
 
 The artifact (``book/artifacts/stakes_smollm2.npz``, built once by ``python -m probes artifacts``;
 provenance in its ``.manifest.json``) holds SmolLM2-135M-Instruct activations of the stakes texts
-and two experts' likelihood-continuation scores. :func:`probes.pipeline.artifact_cascade` turns
-it into the test pool's :class:`ctd_stats.CascadeTable` as in the CTD paper (§5.1): safety probe
-(logistic, C = 1) fitted on ``train``, DV probe (ridge, α = 1) fitted on ``dev``, ``test`` = the
-calibration / evaluation pool.
+and two real experts' scores: the weak one (SmolLM2 itself, likelihood continuation, as in the
+paper's weak-expert set-up) and a strong one (a classifier on all-MiniLM-L6-v2 embeddings of the
+whole conversation, fitted on train + dev and cross-fitted on dev; not the paper's 27B LLM).
+:func:`probes.pipeline.artifact_cascade` turns it into the test pool's
+:class:`ctd_stats.CascadeTable` as in the CTD paper (§5.1): safety probe (logistic, C = 1) fitted
+on ``train``, DV probe (ridge, α = 1) fitted on ``dev``, ``test`` = the calibration / evaluation
+pool.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ ARTIFACT = Path(
         Path(__file__).resolve().parent.parent / "artifacts" / "stakes_smollm2.npz",
     )
 )
-EXPERTS = {"smollm2": "SmolLM2-135M (weak: the monitored model itself)", "gemma3": "Gemma-3-270M"}
+EXPERTS = {
+    "smollm2": "SmolLM2-135M (weak: the monitored model judging its own inputs)",
+    "minilm": "MiniLM-L6 classifier (strong: embeddings + logistic, cross-fitted on dev)",
+}
 
 
 def manifest() -> dict:
