@@ -232,18 +232,19 @@ def _select(
             for m, layer in enumerate(cfg.candidate_layers):
                 X = feats[:, j, k, m, :].astype(np.float64)
                 probe = fit_logistic(X[tr], label[tr])
-                row = {
+                dev_auroc = auroc(label[dv], probe.predict_proba(X[dv]))
+                row: dict[str, Any] = {
                     "context": int(context),
                     "pooling": pooling,
                     "layer": int(layer),
-                    "dev_auroc": auroc(label[dv], probe.predict_proba(X[dv])),
+                    "dev_auroc": dev_auroc,
                     "test_auroc": auroc(label[te], probe.predict_proba(X[te])),
                     "dev_accuracy": float(np.mean(probe.predict(X[dv]) == label[dv])),
                     "converged": probe.converged,
                 }
                 rows.append(row)
-                if row["dev_auroc"] > best:
-                    best, best_key = row["dev_auroc"], (j, k, m)
+                if dev_auroc > best:
+                    best, best_key = dev_auroc, (j, k, m)
         _log(f"context {context}: best dev AUROC so far {best:.3f}")
     return rows, best_key
 
