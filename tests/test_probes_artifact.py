@@ -62,6 +62,9 @@ def test_manifest_states_the_probe_and_the_experts():  # type: ignore[no-untyped
         assert block["kind"] in ("likelihood_continuation", "embedding_classifier")
         assert block["tokens_per_second"] > 0
         assert block["training_data"]
+    # The strong expert is really stronger than the probe (the regime of CTD paper Fig. 3).
+    strong = man["experts"]["minilm"]["test"]["accuracy"]
+    assert strong >= man["probe"]["test"]["accuracy"] + 0.10
 
 
 def test_tampered_artifact_is_refused(tmp_path):  # type: ignore[no-untyped-def]
