@@ -211,17 +211,22 @@ def _without_option(argv: list[str], name: str) -> list[str]:
 
 
 def _run_stages_side_by_side(argv: list[str]) -> int:
-    """``--jobs 2``: activations in one process, embeddings then likelihood experts in another."""
+    """``--jobs 2``: activations in one process, embeddings then likelihood experts in another.
+
+    The expert stages finish first; the second process then takes activation shards from the
+    other end (``--reverse-files``), so both cores stay busy until the last shard.
+    """
     import subprocess
 
     base = [sys.executable, "-m", "probes", *_without_option(argv, "--jobs")]
     base = _without_option(_without_option(base, "--threads"), "--stage")
+    base = [a for a in base if a != "--reverse-files"]
     one = [*base, "--threads", "1", "--stage"]
     acts = subprocess.Popen([*one, "activations"])
     rc = subprocess.call([*one, "embeddings"])
     rc = rc or subprocess.call([*one, "experts"])
-    rc = acts.wait() or rc
-    return rc
+    rc = rc or subprocess.call([*one, "activations", "--reverse-files"])
+    return acts.wait() or rc
 
 
 def _run_artifacts(args: argparse.Namespace, argv: list[str]) -> int:
