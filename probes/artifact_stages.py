@@ -282,14 +282,14 @@ def stage_likelihood_expert(
 
 def stage_embeddings(convs: Sequence[Any], cfg: ArtifactConfig, work: Path) -> dict[str, Any]:
     """Sentence embeddings of every row (cached): the strong expert's features."""
-    model, tokenizer, folder = load_sentence_encoder()
     tag = hashlib.sha256(
         json.dumps(
             [ENCODER, package_versions()[ENCODER_PACKAGE], conversations_hash(convs)]
         ).encode()
     ).hexdigest()[:16]
     path = work / f"embeddings-{EMBEDDING_EXPERT}-{tag}.npz"
-    if not path.is_file():
+    if not path.is_file():  # the encoder is loaded only when there is something to embed
+        model, tokenizer, _ = load_sentence_encoder()
         log(f"expert {EMBEDDING_EXPERT}: embedding {len(convs)} conversations")
         res = embed_conversations(model, tokenizer, convs, progress=cfg.progress)
         atomic_savez(
@@ -300,9 +300,7 @@ def stage_embeddings(convs: Sequence[Any], cfg: ArtifactConfig, work: Path) -> d
             seconds=np.float64(res.seconds),
         )
     with np.load(path) as cached:
-        out = {k: cached[k] for k in cached.files}
-    out["folder"] = folder
-    return out
+        return {k: cached[k] for k in cached.files}
 
 
 def stage_embedding_expert(

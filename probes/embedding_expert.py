@@ -33,6 +33,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from .data import Message
 from .experts import format_conversation
+from .extract import length_batches, right_padded
 from .linear import fit_logistic
 
 __all__ = [
@@ -116,17 +117,11 @@ def embed_conversations(
     owner_arr = np.asarray(owner, dtype=np.int64)
     dim = int(model.config.hidden_size)
     chunk_emb = np.zeros((len(chunks), dim), dtype=np.float32)
-    order = sorted(range(len(chunks)), key=lambda k: -len(chunks[k]))
     t0 = time.perf_counter()
     with torch.inference_mode():
-        batches = [order[a : a + batch_size] for a in range(0, len(order), batch_size)]
+        batches = length_batches(chunks, batch_size)
         for batch in tqdm(batches, desc="embeddings", disable=not progress, unit="batch"):
-            width = max(len(chunks[k]) for k in batch)
-            ids_t = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, k in enumerate(batch):
-                ids_t[row, : len(chunks[k])] = torch.tensor(chunks[k], dtype=torch.long)
-                mask[row, : len(chunks[k])] = 1
+            ids_t, mask = right_padded(chunks, batch, pad)
             hs = model(input_ids=ids_t, attention_mask=mask).last_hidden_state.float()
             m = mask.unsqueeze(-1).float()
             pooled = (hs * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)

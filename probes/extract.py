@@ -53,8 +53,10 @@ __all__ = [
     "extract_activations",
     "extract_sharded",
     "extract_to_store",
+    "length_batches",
     "pool_token_ids",
     "residual_norm_modules",
+    "right_padded",
     "shard_ranges",
 ]
 
@@ -174,6 +176,25 @@ def _check_layers(model: PreTrainedModel, layers: Sequence[int]) -> tuple[int, .
     return out
 
 
+def length_batches(seqs: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of ``batch_size``, longest first (less padding per batch)."""
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def right_padded(
+    seqs: Sequence[Sequence[int]], rows: Sequence[int], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of ``seqs[rows]``, right-padded with ``pad_id``."""
+    width = max(len(seqs[i]) for i in rows)
+    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, i in enumerate(rows):
+        ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
+        mask[row, : len(seqs[i])] = 1
+    return ids, mask
+
+
 def _pool_batches(
     model: PreTrainedModel,
     token_ids: Sequence[Sequence[int]],
@@ -207,18 +228,11 @@ def _pool_batches(
         return hook
 
     handles = [mods[layer].register_forward_hook(make_hook(layer)) for layer in layers]
-    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches(token_ids, batch_size)
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-                width = max(len(token_ids[i]) for i in batch)
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    seq = token_ids[i]
-                    ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[row, : len(seq)] = 1
+                ids, mask = right_padded(token_ids, batch, pad_id)
                 ids, mask = ids.to(device), mask.to(device)
                 mask_holder[:] = [mask]
                 captured.clear()

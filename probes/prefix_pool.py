@@ -24,7 +24,13 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 from transformers import PreTrainedModel
 
-from .extract import _check_layers, _StopForward, residual_norm_modules
+from .extract import (
+    _check_layers,
+    _StopForward,
+    length_batches,
+    residual_norm_modules,
+    right_padded,
+)
 
 __all__ = ["POOLINGS", "pool_prefixes"]
 
@@ -95,17 +101,11 @@ def pool_prefixes(
         return hook
 
     handles = [mods[layer].register_forward_hook(make_hook(layer)) for layer in lays]
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_batches(seqs, batch_size)
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="prefixes", disable=not progress, unit="batch"):
-                width = max(len(seqs[i]) for i in batch)
-                ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
-                    mask[row, : len(seqs[i])] = 1
+                ids, mask = right_padded(seqs, batch, pad_id)
                 lengths_holder[:] = [mask.sum(dim=1).to(device)]
                 captured.clear()
                 try:
