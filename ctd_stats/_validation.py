@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from .typing import BoolArray, FloatArray, IntArray
+from .typing import BoolArray, FloatArray, IntArray  # noqa: F401  (re-exported to the modules)
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
