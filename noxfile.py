@@ -57,8 +57,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install(session, "dev,probes")
+    install(session, "dev,probes,bench,bookcheck")
     session.run("mypy", "--strict", "ctd_stats", "probes")
+    # Tests and benchmarks: not strict, but every function body is checked (mypy-tests.ini).
+    session.run("mypy", "--config-file", "mypy-tests.ini", "tests", "bench")
 
 
 @nox.session

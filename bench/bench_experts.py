@@ -67,7 +67,7 @@ def _model() -> Any:
 
 
 def _inputs(n: int, lo: int, hi: int, seed: int = 0) -> list[str]:
-    from _probes_fixtures import WORDS  # type: ignore[import-not-found]
+    from _probes_fixtures import WORDS
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]

@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SMOLLM2_135M = {
+SMOLLM2_135M: dict[str, Any] = {  # mixed int / float / bool config values
     "hidden_size": 576,
     "num_hidden_layers": 30,
     "num_attention_heads": 9,
@@ -66,7 +66,9 @@ def run(
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M, attn_implementation="sdpa")).eval()
+    # transformers' LlamaConfig stub omits the **kwargs that take attn_implementation
+    config = LlamaConfig(**SMOLLM2_135M, attn_implementation="sdpa")  # type: ignore[call-arg]
+    model = LlamaForCausalLM(config).eval()
     d = SMOLLM2_135M["hidden_size"]
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(10, SMOLLM2_135M["vocab_size"], (args.n, args.seq_len), generator=gen)

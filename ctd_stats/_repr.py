@@ -1,24 +1,31 @@
-"""Compact, scipy.stats-style reprs for result objects.
+"""Compact, scipy.stats-style reprs for every result and state of the package.
 
 A result over a 1,000-point grid must print in a dozen lines, not 47 kB: arrays are summarised
-(shape, dtype, a few values, range or count of True), scalars printed in full. Every result class
-of the package builds its ``__repr__`` from these two helpers so that they all look alike::
+(shape, dtype, a few values, range or count of True), scalars printed short. Every result and
+state class writes its ``__repr__`` as one call of :func:`result_repr`, so they all look alike::
 
-    LTTResult(found=False)
+    LTTResult(found=False, n_certified=0)
       reason: no grid point certified ...
-      certified: bool[1000], 0 True
-      pvalues: float64[1000] [0.91, 0.93, ..., 1] (min 0.42, max 1)
+      certified: bool[1000] [False, False, False, ..., False, False, False] (0 True)
+      pvalues: float64[1000] [0.91, 0.93, 0.95, ..., 1, 1, 1] (min 0.42, max 1)
+
+For example::
+
+    def __repr__(self) -> str:
+        return result_repr(self, f"found={self.found}", ["reason", "threshold", "pvalues"])
 """
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-__all__ = ["format_value", "result_repr", "summarise_array"]
+__all__ = ["fmt", "format_value", "result_repr", "summarise", "summarise_array"]
 
 #: Arrays with at most this many elements are printed in full.
 _FULL = 6
@@ -87,13 +94,54 @@ def _numeric(values: Iterable[Any]) -> bool:
     return all(isinstance(v, (bool, int, float, np.generic)) for v in values)
 
 
-def result_repr(name: str, headline: str, lines: Iterable[tuple[str, Any]]) -> str:
+def fmt(x: float | None) -> str:
+    """A float for a headline, in 6 significant digits (``None`` stays ``"None"``)."""
+    return "None" if x is None else f"{x:.6g}"
+
+
+def summarise(name: str, arr: NDArray[np.generic] | None) -> str:
+    """``name=array(shape=(m,), min=…, max=…)`` (finite values only; NaN-only arrays say so).
+
+    The older one-line style of the cascade reprs; new reprs pass arrays to :func:`result_repr`,
+    which summarises them with :func:`summarise_array`.
+    """
+    if arr is None:
+        return f"{name}=None"
+    a = np.asarray(arr)
+    if a.size == 0:
+        return f"{name}=array(shape={a.shape})"
+    if a.dtype == np.bool_:
+        return f"{name}=array(shape={a.shape}, {int(a.sum())} True)"
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    if finite.size == 0:
+        return f"{name}=array(shape={a.shape}, no finite values)"
+    return f"{name}=array(shape={a.shape}, min={finite.min():.4g}, max={finite.max():.4g})"
+
+
+def result_repr(
+    obj: object,
+    headline: str,
+    lines: Iterable[str | tuple[str, Any]] | None = None,
+) -> str:
     """``Name(headline)`` then one indented ``key: value`` line per entry, values summarised.
 
-    ``headline`` is the most important fact, e.g. ``"found=False"`` or ``"found=True, index=3"``;
-    put ``reason`` / ``min_n`` first in ``lines`` when nothing was found so the repr leads with it.
-    Entries whose value is ``None`` are skipped.
+    Parameters
+    ----------
+    obj
+        The object being printed (its class name heads the repr), or the name itself.
+    headline
+        The most important facts as ``key=value`` pairs, e.g. ``"found=False"`` or
+        ``f"found=True, threshold={fmt(t)}"``.
+    lines
+        Entries below the headline: a field name of ``obj`` (its value is read from it) or a
+        ``(key, value)`` pair. ``None`` lists every dataclass field of ``obj`` in order. Put
+        ``reason`` / ``min_n`` first when nothing was found so the repr leads with it. Entries
+        whose value is ``None`` are skipped.
     """
+    name = obj if isinstance(obj, str) else type(obj).__name__
+    if lines is None:
+        lines = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
+    pairs = [(e, getattr(obj, e)) if isinstance(e, str) else e for e in lines]
     body = [
         textwrap.fill(
             f"{key}: {format_value(value)}",
@@ -103,7 +151,7 @@ def result_repr(name: str, headline: str, lines: Iterable[tuple[str, Any]]) -> s
             break_long_words=False,
             break_on_hyphens=False,
         )
-        for key, value in lines
+        for key, value in pairs
         if value is not None
     ]
     return "\n".join([f"{name}({headline})", *body])

@@ -15,7 +15,20 @@ repeats the user-chosen settings for a human reader. The checksum is the sha256 
 JSON of everything else. Python's ``repr`` of a float round-trips exactly, so plain JSON numbers
 are exact; non-finite values, arrays, tuples and nested results are tagged objects.
 
-Classes opt in by inheriting :class:`JSONSerializable` (frozen dataclasses only).
+Classes opt in by inheriting :class:`JSONSerializable` (frozen dataclasses only) and declare a
+stable, qualified *kind* — the name the payload is filed under, independent of where the class
+lives — and, separately, exact equality::
+
+    @exact_eq
+    @dataclass(frozen=True)
+    class LTTResult(JSONSerializable, kind="ctd_stats.LTTResult"): ...
+
+The qualified kind is ``"<namespace>.<name>"``. The payload's ``format`` field already names the
+``ctd_stats`` namespace, so a kind in it is written without the ``ctd_stats.`` prefix
+(``"kind": "LTTResult"``, as every payload since 1.0) and any other namespace in full. Two classes
+claiming one kind raise ``TypeError`` when the second is defined. A class that declares no kind
+(the 1.0 way) is filed under ``ctd_stats.<class name>`` and keeps the implicit exact equality it
+always had; a class that declares its kind gets exactly what it declares.
 """
 
 from __future__ import annotations
@@ -30,10 +43,13 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["SCHEMA_VERSION", "JSONSerializable", "array_sha256"]
+from ._version import __version__
+
+__all__ = ["SCHEMA_VERSION", "JSONSerializable", "array_sha256", "exact_eq"]
 
 SCHEMA_VERSION = 1
 _FORMAT = "ctd_stats"
+#: Qualified kind -> class, e.g. ``"ctd_stats.LTTResult" -> LTTResult``.
 _REGISTRY: dict[str, type[JSONSerializable]] = {}
 _HEADER_KEYS = (
     "format",
@@ -48,6 +64,7 @@ _HEADER_KEYS = (
 )
 
 T = TypeVar("T", bound="JSONSerializable")
+C = TypeVar("C", bound=type)
 
 
 def array_sha256(values: ArrayLike) -> str:
@@ -59,9 +76,34 @@ def array_sha256(values: ArrayLike) -> str:
 
 
 def _package_version() -> str:
-    from . import __version__
-
     return __version__
+
+
+def _qualified(kind: str) -> str:
+    """The registry key of a payload's kind: a kind without a namespace is in ``ctd_stats``."""
+    return kind if "." in kind else f"{_FORMAT}.{kind}"
+
+
+def _written(kind: str) -> str:
+    """The kind as a payload writes it: the ``ctd_stats.`` namespace is implied by ``format``."""
+    prefix = f"{_FORMAT}."
+    return kind[len(prefix) :] if kind.startswith(prefix) else kind
+
+
+def _register(cls: type[JSONSerializable], kind: str) -> None:
+    if "." not in kind or kind.startswith(".") or kind.endswith("."):
+        raise TypeError(f"kind: expected a qualified name like 'ctd_stats.X', got {kind!r}")
+    claimed = _REGISTRY.get(kind)
+    if claimed is not None and (claimed.__module__, claimed.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):  # the same class defined again (a module reloaded) may take its kind back
+        raise TypeError(
+            f"kind: {kind!r} is already claimed by {claimed.__module__}.{claimed.__qualname__}; "
+            f"{cls.__module__}.{cls.__qualname__} must declare another kind"
+        )
+    _REGISTRY[kind] = cls
+    cls._json_kind = kind
 
 
 # --------------------------------------------------------------------------- encoding
@@ -95,7 +137,8 @@ def _encode(value: Any) -> Any:
             raise TypeError("cannot serialise a mapping with non-string keys")
         return {"__dict__": {k: _encode(v) for k, v in value.items()}}
     if isinstance(value, JSONSerializable):
-        return {"__result__": {"kind": type(value).__name__, "fields": value._fields_json()}}
+        kind = _written(type(value)._json_kind)
+        return {"__result__": {"kind": kind, "fields": value._fields_json()}}
     raise TypeError(f"cannot serialise a value of type {type(value).__name__}")
 
 
@@ -127,16 +170,23 @@ def _decode(value: Any) -> Any:
 
 
 def _build(kind: str, fields: Any) -> JSONSerializable:
-    cls = _REGISTRY.get(kind)
+    cls = _REGISTRY.get(_qualified(kind)) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"text: unknown result kind {kind!r}")
     if not isinstance(fields, dict):
         raise ValueError(f"text: malformed payload (fields of {kind} are not an object)")
-    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    if set(fields) != names:
+    init = [f for f in dataclasses.fields(cls) if f.init]
+    names = {f.name for f in init}
+    # A field added later with a default may be absent from an older payload (a 1.0 file).
+    required = {
+        f.name
+        for f in init
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    if not required <= set(fields) <= names:
         raise ValueError(
             f"text: fields of {kind} do not match this version "
-            f"(missing {sorted(names - set(fields))}, unexpected {sorted(set(fields) - names)})"
+            f"(missing {sorted(required - set(fields))}, unexpected {sorted(set(fields) - names)})"
         )
     decoded = {k: _decode(v) for k, v in fields.items()}
     return cls._from_fields(decoded)
@@ -188,25 +238,41 @@ def _fields_equal(self: Any, other: Any) -> Any:  # bool, or NotImplemented
     )
 
 
+def exact_eq(cls: C) -> C:
+    """Class decorator: ``==`` compares fields exactly, arrays by dtype, shape and values.
+
+    The dataclass-generated ``__eq__`` compares field tuples, which raises on array fields; with
+    this, ``loaded == original`` holds for a result read back from its JSON (NaN equals NaN).
+    Works above or below ``@dataclass``; ``__hash__`` is left as the dataclass makes it.
+    """
+    setattr(cls, "__eq__", _fields_equal)  # noqa: B010  (a class attribute, not an instance's)
+    return cls
+
+
 # --------------------------------------------------------------------------- the mixin
 class JSONSerializable:
     """Mixin for frozen dataclasses: ``to_json()`` and ``from_json(text)``, exact round trip.
 
+    Declare the kind as a class keyword, ``class X(JSONSerializable, kind="ctd_stats.X")``.
     Subclasses may override :meth:`_json_meta` to state their guarantee, calibration size, the
     sha256 of the calibration scores and the user-chosen settings.
     """
 
+    #: Set by ``@dataclass`` on every subclass (declared so mypy sees a dataclass instance).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    #: The qualified kind this class is filed under (set from the ``kind=`` class keyword).
+    _json_kind: ClassVar[str] = ""
     _json_guarantee: ClassVar[str] = ""
     #: Fields repeated under ``settings`` in the header, for a human reader of the file.
     _json_settings: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
-        # Set before @dataclass runs, so its generated __eq__ (a tuple comparison, which raises
-        # on array fields) is not installed: ``loaded == original`` compares arrays exactly.
-        if "__eq__" not in cls.__dict__:
-            cls.__eq__ = _fields_equal  # type: ignore[method-assign]
+        _register(cls, _qualified(cls.__name__) if kind is None else kind)
+        if kind is None and "__eq__" not in cls.__dict__:
+            # 1.0 classes that declare nothing keep their implicit exact equality (set before
+            # @dataclass runs, so its tuple-comparing __eq__ is not installed).
+            exact_eq(cls)
 
     # Hooks -----------------------------------------------------------------
     def _json_meta(self) -> dict[str, Any]:
@@ -229,7 +295,7 @@ class JSONSerializable:
     def _fields_json(self) -> dict[str, Any]:
         return {
             f.name: _encode(getattr(self, f.name))
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            for f in dataclasses.fields(self)
             if f.init
         }
 
@@ -240,7 +306,7 @@ class JSONSerializable:
         payload: dict[str, Any] = {
             "format": _FORMAT,
             "schema_version": SCHEMA_VERSION,
-            "kind": type(self).__name__,
+            "kind": _written(self._json_kind),
             "package_version": _package_version(),
             "guarantee": str(meta.get("guarantee", self._json_guarantee)),
             "n": meta.get("n"),
@@ -282,10 +348,11 @@ class JSONSerializable:
             raise ValueError(f"text: malformed payload ({exc})") from None
         if payload["checksum"] != expected:
             raise ValueError("text: checksum mismatch: the payload was modified or is corrupt")
-        if payload["kind"] != cls.__name__:
-            raise ValueError(f"text: holds a {payload['kind']!r} payload, not {cls.__name__!r}")
+        kind = payload["kind"]
+        if not isinstance(kind, str) or _qualified(kind) != cls._json_kind:
+            raise ValueError(f"text: holds a {kind!r} payload, not {_written(cls._json_kind)!r}")
         try:
-            obj = _build(cls.__name__, payload["fields"])
+            obj = _build(kind, payload["fields"])
         except ValueError as exc:
             if str(exc).startswith("text:"):
                 raise

@@ -14,7 +14,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .typing import BoolArray, FloatArray, IntArray  # noqa: F401  (re-exported to the modules)
+# Re-exported: modules may take the array aliases from here or from the public ctd_stats.typing.
+from .typing import BoolArray as BoolArray
+from .typing import FloatArray as FloatArray
+from .typing import IntArray as IntArray
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
@@ -87,7 +90,7 @@ def as_int_array(
         raise ValueError(f"{name}: values must be >= {low}, found {_as_int_repr(arr.min())}")
     if high is not None and arr.size and arr.max() > high:
         raise ValueError(f"{name}: values must be <= {high}, found {_as_int_repr(arr.max())}")
-    if raw.dtype.kind == "u" and raw.size and raw.max() > np.iinfo(np.int64).max:
+    if raw.dtype.kind == "u" and raw.size and raw.max() > _INT64_MAX:
         raise ValueError(f"{name}: values must fit in a 64-bit integer")
     if raw.dtype.kind in "iub":
         return raw.astype(np.int64)  # exact: no detour through float64
@@ -150,12 +153,14 @@ def check_level(value: float, name: str, *, closed_right: bool = False) -> float
     return v
 
 
-def check_levels(value: float | Sequence[float] | ArrayLike, name: str) -> FloatArray:
-    """One level or a 1-d sequence of levels, each in (0, 1)."""
+def check_levels(
+    value: float | Sequence[float] | ArrayLike, name: str, *, closed_right: bool = False
+) -> FloatArray:
+    """One level or a 1-d sequence of levels, each in (0, 1) (or (0, 1] if asked); 1-d out."""
     arr = as_float_array(value, name, ndim=(0, 1))
     arr = np.atleast_1d(arr)
     for v in arr:
-        check_level(float(v), name)
+        check_level(float(v), name, closed_right=closed_right)
     return arr
 
 
@@ -187,7 +192,24 @@ def check_sorted(arr: NDArray[Any], name: str, *, strict: bool = True) -> None:
         raise ValueError(f"{name}: must be {kind}")
 
 
-_INT64_MAX = int(np.iinfo(np.int64).max)
+def check_grid(grid: ArrayLike, name: str = "grid", *, finite: bool = True) -> FloatArray:
+    """A user-given threshold grid: 1-d, non-empty, strictly increasing.
+
+    ``finite=False`` admits ±inf end points (the online calibrations' "never / always alarm").
+    """
+    g = as_float_array(grid, name, ndim=1, finite=finite)
+    check_sorted(g, name)
+    return g
+
+
+def check_positive_finite(value: Any, name: str) -> float:
+    """A positive finite real number, such as a regularisation constant ``C``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+    v = float(value)
+    if not (v > 0.0 and math.isfinite(v)):
+        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+    return v
 
 
 def check_seed(value: Any, name: str = "seed", *, allow_none: bool = False) -> Any:

@@ -52,7 +52,17 @@ def registry() -> dict[str, RegistryEntry]:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
+    """Hex sha256 of a file, read in 1 MiB chunks.
+
+    Raises
+    ------
+    TypeError
+        ``path`` is not a path (str or os.PathLike).
+    OSError
+        The file cannot be read (``FileNotFoundError`` if it does not exist).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path, got {type(path).__name__}")
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

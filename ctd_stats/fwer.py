@@ -13,21 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._repr import result_repr
-from ._validation import (
-    BoolArray,
-    FloatArray,
-    IntArray,
-    as_float_array,
-    as_int_array,
-    check_choice,
-    check_level,
-)
+from ._validation import as_float_array, as_int_array, check_choice, check_level
+from .typing import BoolArray, FloatArray, IntArray
 
 __all__ = [
     "PROCEDURES",
@@ -112,55 +106,144 @@ def resolve_order(order: Order, m: int) -> IntArray:
 def _result(
     mask: BoolArray, indices: Sequence[int] | IntArray, name: str, delta: float
 ) -> FWERResult:
-    return FWERResult(
-        rejected=mask, indices=np.asarray(indices, dtype=np.int64), procedure=name, delta=delta
-    )
+    if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
+        indices = np.asarray(indices, dtype=np.int64)
+    return FWERResult(rejected=mask, indices=indices, procedure=name, delta=delta)
 
 
 # --------------------------------------------------------------------------- kernels
 # Validated inputs only: p a 1-d float64 array in [0, 1], delta in (0, 1), idx from
 # resolve_order. The public functions below and learn_then_test / pareto_test call these.
+def _until_first(failed: BoolArray) -> int:
+    """How many tests pass before the first failure (all of them when none fails)."""
+    if failed.size == 0:
+        return 0
+    first = int(failed.argmax())  # 0 when none failed, too
+    return first if failed[first] else failed.size
+
+
+# One comparison rule for every procedure: reject H_j iff p_j ≤ its level, the level taken
+# EXACTLY (δ/k as a rational, fallback and graphical weights as fractions), so no procedure
+# ever rejects above its level and Bonferroni, Holm, fallback and graphical agree at the
+# boundary. It runs at float speed: the float level is within a few ulps of the exact one,
+# so only p-values within a relative ``_BAND`` of it are settled with exact fractions.
+_BAND: Final = 1e-9  # relative; far above the round-off of every float level computed here
+_CANCEL: Final = 1e-6  # graphical: a loop g_ij·g_ji this close to 1 is rerouted exactly
+
+
+def _at_most(p: FloatArray, delta: float, k: int | IntArray) -> BoolArray:
+    """p ≤ δ/k exactly, for float p ≥ 0 and integers k ≥ 1 (elementwise).
+
+    fl(δ/k) is the float nearest δ/k, so no float lies strictly between them: a float p is
+    below the rational iff it is below fl(δ/k), except when it equals it (ties: fractions).
+    """
+    level = delta / k
+    ok: BoolArray = p <= level
+    tie = p == level
+    if tie.any():
+        ks = np.broadcast_to(k, p.shape)
+        d = Fraction(delta)
+        for i in np.flatnonzero(tie):
+            ok[i] = Fraction(float(p[i])) * int(ks[i]) <= d
+    return ok
+
+
+def _near(p: float | FloatArray, level: float | FloatArray) -> BoolArray:
+    """Where the float comparison p ≤ level could differ from the exact one."""
+    return np.asarray(np.abs(p - level) <= _BAND * level)
+
+
+def _fraction(w: float) -> Fraction:
+    """A weight read as the simple fraction it rounds from (1/3 for 0.333…), else exactly."""
+    exact = Fraction(w)
+    simple = exact.limit_denominator(10**9)
+    return simple if float(simple) == w else exact
+
+
+def _fractions(values: FloatArray) -> list[Fraction]:
+    """:func:`_fraction` of every value (converted once per distinct value), flattened."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    table = [_fraction(float(v)) for v in distinct]
+    return [table[i] for i in inverse.ravel().tolist()]
+
+
+def _sums_at_most_one(values: FloatArray) -> bool:
+    """Every row sum of ``values`` (1-d: the sum) ≤ 1, the values read as :func:`_fraction`.
+
+    Decided in float unless a sum lies within round-off of 1; then in exact fractions.
+    """
+    rows = np.atleast_2d(values)
+    totals = rows.sum(axis=1)
+    if np.any(totals > 1.0 + _BAND * rows.shape[1]):
+        return False
+    close = np.flatnonzero(np.abs(totals - 1.0) <= _BAND * rows.shape[1])
+    if close.size == 0:
+        return True
+    distinct, inverse = np.unique(rows[close], return_inverse=True)
+    table = [_fraction(float(v)) for v in distinct]
+    inverse = inverse.reshape(close.size, -1)
+    for row in inverse:  # Σ over distinct values of count × value, exactly
+        counts = np.bincount(row, minlength=distinct.size)
+        if sum(int(c) * table[i] for i, c in enumerate(counts.tolist()) if c) > 1:
+            return False
+    return True
+
+
 def _bonferroni(p: FloatArray, delta: float) -> FWERResult:
-    mask = p <= delta / p.size
+    mask = _at_most(p, delta, p.size)
     return _result(mask, np.flatnonzero(mask), "bonferroni", delta)
 
 
 def _holm(p: FloatArray, delta: float) -> FWERResult:
     m = p.size
     order = np.argsort(p, kind="stable")
-    levels = delta / (m - np.arange(m))
-    fails = np.flatnonzero(p[order] > levels)
-    n_rej = int(fails[0]) if fails.size else m
+    n_rej = _until_first(~_at_most(p[order], delta, m - np.arange(m)))
     mask = np.zeros(m, dtype=bool)
     mask[order[:n_rej]] = True
     return _result(mask, order[:n_rej], "holm", delta)
 
 
-def _fixed_sequence(p: FloatArray, delta: float, idx: IntArray, strict: bool) -> FWERResult:
-    passed = p[idx] < delta if strict else p[idx] <= delta
-    fails = np.flatnonzero(~passed)
-    n_rej = int(fails[0]) if fails.size else idx.size
+def fixed_sequence_kernel(p: FloatArray, delta: float, idx: IntArray, strict: bool) -> FWERResult:
+    failed = p[idx] >= delta if strict else p[idx] > delta
+    n_rej = _until_first(failed)
     mask = np.zeros(p.size, dtype=bool)
     mask[idx[:n_rej]] = True
     return _result(mask, idx[:n_rej], "fixed_sequence", delta)
 
 
-def _fallback(p: FloatArray, delta: float, idx: IntArray, w: FloatArray) -> FWERResult:
+def _fallback(
+    p: FloatArray, delta: float, idx: IntArray, w: FloatArray | None = None
+) -> FWERResult:
+    """Wiens' fallback (``w`` None: equal weights 1/len(idx)); levels exact near a p-value.
+
+    H_(j) is tested at δ·(w_s + … + w_j), s the first of the current run of rejections.
+    """
     mask = np.zeros(p.size, dtype=bool)
     rejected: list[int] = []
-    carried = 0.0
-    for j, h in enumerate(idx):
-        level = delta * w[j] + carried
-        if level > 0 and p[h] <= level:
-            mask[h] = True
-            rejected.append(int(h))
-            carried = level
+    pi = p[idx].tolist()
+    weights = [1.0 / idx.size] * idx.size if w is None else w.tolist()
+    run = 0.0  # Σ of the float weights of the current run
+    start = 0
+    for j, pj in enumerate(pi):
+        run += weights[j]
+        level = delta * run
+        ok = level > 0 and pj <= level
+        if level > 0 and _near(pj, level):
+            exact = (
+                Fraction(j - start + 1, idx.size)
+                if w is None
+                else sum((_fraction(v) for v in weights[start : j + 1]), Fraction(0))
+            )
+            ok = Fraction(pj) <= Fraction(delta) * exact
+        if ok:
+            mask[idx[j]] = True
+            rejected.append(int(idx[j]))
         else:
-            carried = 0.0
+            run, start = 0.0, j + 1
     return _result(mask, rejected, "fallback", delta)
 
 
-def _fwer(
+def fwer_kernel(
     p: FloatArray, delta: float, procedure: str, idx: IntArray | None, strict: bool
 ) -> FWERResult:
     """Kernel of :func:`fwer_control`; ``idx`` is required for the sequential procedures."""
@@ -170,23 +253,23 @@ def _fwer(
         return _holm(p, delta)
     assert idx is not None
     if procedure == "fixed_sequence":
-        return _fixed_sequence(p, delta, idx, strict)
-    return _fallback(p, delta, idx, np.full(idx.size, 1.0 / idx.size))
+        return fixed_sequence_kernel(p, delta, idx, strict)
+    return _fallback(p, delta, idx)
 
 
-def _check_strict(strict: object) -> bool:
+def check_strict(strict: object) -> bool:
     if not isinstance(strict, (bool, np.bool_)):
         raise TypeError(f"strict: expected a bool, got {type(strict).__name__}")
     return bool(strict)
 
 
 # --------------------------------------------------------------------------- public
-def bonferroni(pvalues: ArrayLike, delta: float) -> FWERResult:
+def bonferroni(pvalues: ArrayLike, *, delta: float) -> FWERResult:
     """Reject H_j when p_j ≤ δ/m."""
     return _bonferroni(_check_pvalues(pvalues), check_level(delta, "delta"))
 
 
-def holm(pvalues: ArrayLike, delta: float) -> FWERResult:
+def holm(pvalues: ArrayLike, *, delta: float) -> FWERResult:
     """Holm's step-down: sort p ascending, reject while p_(i) ≤ δ/(m − i + 1).
 
     Always rejects a superset of :func:`bonferroni`.
@@ -195,7 +278,7 @@ def holm(pvalues: ArrayLike, delta: float) -> FWERResult:
 
 
 def fixed_sequence(
-    pvalues: ArrayLike, delta: float, *, order: Order, strict: bool = False
+    pvalues: ArrayLike, *, delta: float, order: Order, strict: bool = False
 ) -> FWERResult:
     """Fixed-sequence testing: test in ``order`` at level δ each, stop at the first failure.
 
@@ -205,11 +288,11 @@ def fixed_sequence(
     p = _check_pvalues(pvalues)
     delta = check_level(delta, "delta")
     idx = resolve_order(order, p.size)
-    return _fixed_sequence(p, delta, idx, _check_strict(strict))
+    return fixed_sequence_kernel(p, delta, idx, check_strict(strict))
 
 
 def fallback(
-    pvalues: ArrayLike, delta: float, *, order: Order, weights: ArrayLike | None = None
+    pvalues: ArrayLike, *, delta: float, order: Order, weights: ArrayLike | None = None
 ) -> FWERResult:
     """Wiens' fallback procedure along ``order`` with weights w (Σ w ≤ 1; default equal).
 
@@ -220,24 +303,27 @@ def fallback(
     delta = check_level(delta, "delta")
     idx = resolve_order(order, p.size)
     if weights is None:
-        w = np.full(idx.size, 1.0 / idx.size)
-    else:
-        w = as_float_array(weights, "weights", ndim=1, low=0.0)
-        if w.size != idx.size:
-            raise ValueError(f"weights: length {w.size} does not match order (length {idx.size})")
-        if w.sum() > 1 + 1e-12:
-            raise ValueError(f"weights: must sum to at most 1, got {w.sum()!r}")
+        return _fallback(p, delta, idx)
+    w = as_float_array(weights, "weights", ndim=1, low=0.0)
+    if w.size != idx.size:
+        raise ValueError(f"weights: length {w.size} does not match order (length {idx.size})")
+    if not _sums_at_most_one(w):
+        raise ValueError(f"weights: must sum to at most 1, got {w.sum()!r}")
     return _fallback(p, delta, idx, w)
 
 
 def graphical(
-    pvalues: ArrayLike, delta: float, *, weights: ArrayLike, transitions: ArrayLike
+    pvalues: ArrayLike, *, delta: float, weights: ArrayLike, transitions: ArrayLike
 ) -> FWERResult:
     """Graphical sequentially rejective procedure (Bretz et al. 2009).
 
     ``weights`` (m,) are initial level fractions with Σ ≤ 1; ``transitions`` (m, m) has zero
     diagonal and row sums ≤ 1: when H_j is rejected, a fraction g[j, i] of its level moves to H_i.
-    Bonferroni-Holm, fixed-sequence and fallback are special cases.
+    Bonferroni-Holm, fixed-sequence and fallback are special cases. Weights and transitions
+    are exact fractions (a float such as 1/3 is read as that fraction) and H_j is rejected iff
+    p_j ≤ w_j·δ exactly: the same rule as :func:`bonferroni` and :func:`holm`, never above the
+    level (no round-off tolerance). The graph is updated in float; a p-value within a relative
+    1e-9 of its level is compared on the graph recomputed in fractions.
     """
     p = _check_pvalues(pvalues)
     delta = check_level(delta, "delta")
@@ -248,40 +334,96 @@ def graphical(
         raise ValueError(f"weights: length {w.size} does not match pvalues (length {m})")
     if g.shape != (m, m):
         raise ValueError(f"transitions: expected shape {(m, m)}, got {g.shape}")
-    if w.sum() > 1 + 1e-12:
+    if not _sums_at_most_one(w):
         raise ValueError(f"weights: must sum to at most 1, got {w.sum()!r}")
-    if np.any(np.diag(g) != 0) or np.any(g.sum(axis=1) > 1 + 1e-12):
+    if np.any(np.diag(g) != 0) or not _sums_at_most_one(g):
         raise ValueError("transitions: diagonal must be 0 and row sums at most 1")
-    active = np.ones(m, dtype=bool)
-    rejected: list[int] = []
-    while True:
-        # The relative 1e-12 absorbs round-off in the weight updates (weights that should sum
-        # to exactly 1 after many reroutings); it is far below any p-value's resolution.
-        candidates = np.flatnonzero(active & (w > 0) & (p <= w * delta * (1 + 1e-12)))
-        if candidates.size == 0:
-            break
-        j = int(candidates[0])
-        rejected.append(j)
-        active[j] = False
-        # Pass j's level on, then reroute the edges that went through j (Bretz et al. Alg. 1).
-        w[active] += w[j] * g[j, active]
-        w[j] = 0.0
-        g_new = np.zeros_like(g)
-        for i in np.flatnonzero(active):
-            denom = 1.0 - g[i, j] * g[j, i]
-            for k in np.flatnonzero(active):
-                if i != k and denom > 0:
-                    g_new[i, k] = (g[i, k] + g[i, j] * g[j, k]) / denom
-        g = g_new
+    rejected = _graphical(p, delta, w, g)
     mask = np.zeros(m, dtype=bool)
     mask[rejected] = True
     return _result(mask, rejected, "graphical", delta)
 
 
+class _ExactGraph:
+    """The graph in exact fractions, brought up to date only when a comparison needs it."""
+
+    def __init__(self, w: FloatArray, g: FloatArray) -> None:
+        m = w.size
+        self.w = _fractions(w)
+        flat = _fractions(g)
+        self.g = [flat[i * m : (i + 1) * m] for i in range(m)]
+        self.done = 0  # how many rejections have been applied
+
+    def catch_up(self, rejected: list[int]) -> None:
+        m = len(self.w)
+        for j in rejected[self.done :]:
+            gone = set(rejected[: self.done + 1])
+            live = [i for i in range(m) if i not in gone]
+            for i in live:
+                self.w[i] += self.w[j] * self.g[j][i]
+            self.w[j] = Fraction(0)
+            g_new = [[Fraction(0)] * m for _ in range(m)]
+            for i in live:
+                denom = 1 - self.g[i][j] * self.g[j][i]
+                for k in live:
+                    if i != k and denom > 0:
+                        g_new[i][k] = (self.g[i][k] + self.g[i][j] * self.g[j][k]) / denom
+            self.g = g_new
+            self.done += 1
+
+
+def _graphical(p: FloatArray, delta: float, w: FloatArray, g: FloatArray) -> list[int]:
+    """Bretz et al. (2009), Alg. 1, in float with exact fractions near a decision.
+
+    Rejects the first active H_i with p_i ≤ w_i·δ, passes its level on, reroutes the graph;
+    a comparison within ``_BAND`` of the level, or a rerouting that divides by a loop
+    1 − g_ij·g_ji close to 0, is done on the exact graph.
+    """
+    m = p.size
+    w0, g0 = w, g
+    w, g = w.copy(), g.copy()
+    active = np.ones(m, dtype=bool)
+    rejected: list[int] = []
+    exact: _ExactGraph | None = None
+    d = Fraction(delta)
+    while True:
+        level = w * delta
+        live = active & (w > 0)
+        ok = live & (p <= level)
+        first = int(ok.argmax()) if ok.any() else m
+        unsure = np.flatnonzero(live[: first + 1] & _near(p[: first + 1], level[: first + 1]))
+        if unsure.size:
+            exact = exact if exact is not None else _ExactGraph(w0, g0)
+            exact.catch_up(rejected)
+            for i in unsure.tolist():
+                ok[i] = Fraction(float(p[i])) <= exact.w[i] * d
+            first = int(ok.argmax()) if ok.any() else m
+        if first == m:
+            return rejected
+        j = first
+        rejected.append(j)
+        active[j] = False
+        loop = 1.0 - g[:, j] * g[j, :]  # 1 − g_ij·g_ji for every i
+        if np.any(active & (loop < _CANCEL)):
+            exact = exact if exact is not None else _ExactGraph(w0, g0)
+            exact.catch_up(rejected)
+            w = np.array([float(v) for v in exact.w])
+            g = np.array([[float(v) for v in row] for row in exact.g])
+            continue
+        w[active] += w[j] * g[j, active]
+        w[j] = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):  # rows of rejected nodes
+            rerouted = (g + np.outer(g[:, j], g[j, :])) / loop[:, None]
+        rerouted[~active, :] = 0.0
+        rerouted[:, ~active] = 0.0
+        np.fill_diagonal(rerouted, 0.0)
+        g = rerouted
+
+
 def fwer_control(
     pvalues: ArrayLike,
-    delta: float,
     *,
+    delta: float,
     procedure: Procedure = "fixed_sequence",
     order: Order | None = None,
     strict: bool = False,
@@ -290,11 +432,11 @@ def fwer_control(
     check_choice(procedure, "procedure", PROCEDURES)
     p = _check_pvalues(pvalues)
     delta = check_level(delta, "delta")
-    strict = _check_strict(strict)
-    return _fwer(p, delta, procedure, _order_iv(order, procedure, p.size), strict)
+    strict = check_strict(strict)
+    return fwer_kernel(p, delta, procedure, order_iv(order, procedure, p.size), strict)
 
 
-def _order_iv(order: Order | None, procedure: str, m: int) -> IntArray | None:
+def order_iv(order: Order | None, procedure: str, m: int) -> IntArray | None:
     """The resolved testing order: required for the sequential procedures, else optional."""
     if order is None:
         if procedure in ("fixed_sequence", "fallback"):

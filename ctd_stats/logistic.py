@@ -14,14 +14,20 @@ present). Used by the e-valuator step models (:mod:`ctd_stats.online.evaluator`;
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
-from ._validation import FloatArray, as_binary_array, as_float_array, check_positive_int
+from ._repr import result_repr
+from ._validation import (
+    FloatArray,
+    as_binary_array,
+    as_float_array,
+    check_positive_finite,
+    check_positive_int,
+)
 
 __all__ = ["LogisticFit", "fit_logistic_l2"]
 
@@ -36,10 +42,8 @@ class LogisticFit:
     converged: bool
 
     def __repr__(self) -> str:
-        return (
-            f"LogisticFit(converged={self.converged}, n_iter={self.n_iter}, "
-            f"n_features={self.coef.shape[0]}, intercept={self.intercept:.6g})"
-        )
+        head = f"converged={self.converged}, n_iter={self.n_iter}"
+        return result_repr(self, head, ["intercept", "coef"])
 
 
 def fit_logistic_l2(
@@ -57,12 +61,10 @@ def fit_logistic_l2(
         raise ValueError(f"y: length {len(t)} does not match x ({X.shape[0]} rows)")
     if t.min() == t.max():
         raise ValueError("y: needs both classes (0 and 1)")
-    if isinstance(C, bool) or not (isinstance(C, (int, float)) and C > 0 and math.isfinite(C)):
-        raise ValueError(f"C: must be a positive finite number, got {C!r}")
+    C = check_positive_finite(C, "C")
     max_iter = check_positive_int(max_iter, "max_iter")
-    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol: must be a positive number, got {tol!r}")
-    return _fit_logistic_l2(X, t, float(C), max_iter, float(tol))
+    tol = check_positive_finite(tol, "tol")
+    return _fit_logistic_l2(X, t, C, max_iter, tol)
 
 
 def _fit_logistic_l2(

@@ -22,20 +22,19 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._repr import result_repr
-from ._serialize import JSONSerializable, array_sha256
-from ._validation import (
-    BoolArray,
-    FloatArray,
-    IntArray,
-    as_float_array,
-    as_int_array,
-    check_choice,
-    check_level,
-    check_positive_int,
+from ._serialize import JSONSerializable, array_sha256, exact_eq
+from ._validation import as_float_array, check_choice, check_level
+from .fwer import FWERResult, Order, check_strict, fixed_sequence_kernel, resolve_order
+from .pvalues import (
+    METHODS,
+    PValueMethod,
+    counts_iv,
+    from_counts,
+    from_losses,
+    losses_iv,
+    min_n_for_zero_losses,
 )
-from .fwer import Order, _check_strict, _fixed_sequence, resolve_order
-from .pvalues import METHODS, PValueMethod, _from_counts, _from_losses, _losses_iv
-from .pvalues import _min_n_for_zero_losses as _min_n
+from .typing import BoolArray, FloatArray, IntArray
 
 __all__ = ["ParetoTestResult", "pareto_front", "pareto_test"]
 
@@ -58,8 +57,9 @@ def _pareto_front(obj: FloatArray) -> BoolArray:
     return keep if keep.any() else np.ones(obj.shape[0], dtype=bool)
 
 
+@exact_eq
 @dataclass(frozen=True, repr=False)
-class ParetoTestResult(JSONSerializable):
+class ParetoTestResult(JSONSerializable, kind="ctd_stats.ParetoTestResult"):
     """Outcome of Pareto testing.
 
     Guarantee: with probability ≥ 1 − ``delta`` over the ht split, the chosen grid point (and
@@ -143,6 +143,18 @@ class ParetoTestResult(JSONSerializable):
         }
 
 
+def fixed_sequence_on_front(
+    p: FloatArray, front: IntArray, performance: FloatArray, delta: float, strict: bool
+) -> tuple[FWERResult, int | None]:
+    """Fixed-sequence testing along the front; the certified point of lowest opt performance
+    risk (``None`` when none is certified). argmin takes the first minimum: among ties the least
+    aggressive point (Laufer-Goldshtein et al. 2023, Alg. 1)."""
+    tested = fixed_sequence_kernel(p, delta, front, strict)
+    if tested.n_rejected == 0:
+        return tested, None
+    return tested, int(tested.indices[np.argmin(performance[tested.indices])])
+
+
 def pareto_test(
     *,
     opt_control: ArrayLike,
@@ -177,7 +189,7 @@ def pareto_test(
     check_choice(method, "method", METHODS)
     alpha = check_level(alpha, "alpha")
     delta = check_level(delta, "delta")
-    strict = _check_strict(strict)
+    strict = check_strict(strict)
     control = as_float_array(opt_control, "opt_control", ndim=1)
     performance = as_float_array(opt_performance, "opt_performance", ndim=1)
     m = control.size
@@ -190,7 +202,7 @@ def pareto_test(
     if ht_losses is not None:
         if n_ht is not None:
             raise ValueError("n_ht: only used with ht_counts; ht_losses already give n_ht")
-        x = _losses_iv(ht_losses, method)
+        x = losses_iv(ht_losses, method)
         if x.ndim != 2 or x.shape[1] != m:
             raise ValueError(f"ht_losses: expected {m} columns (grid size), got shape {x.shape}")
         n_test, sha = x.shape[0], array_sha256(x)
@@ -200,8 +212,7 @@ def pareto_test(
             raise ValueError("n_ht: required with ht_counts")
         if method == "wsr":
             raise ValueError("method: 'wsr' depends on the order of the losses; pass ht_losses")
-        n_test = check_positive_int(n_ht, "n_ht")
-        counts = as_int_array(ht_counts, "ht_counts", ndim=1, low=0, high=n_test)
+        counts, n_test = counts_iv(ht_counts, n_ht, ndim=1, names=("ht_counts", "n_ht"))
         if counts.shape != (m,):
             raise ValueError(f"ht_counts: expected shape {(m,)}, got {counts.shape}")
         sha = array_sha256(counts)
@@ -211,17 +222,16 @@ def pareto_test(
 
     # Kernels only from here on.
     if ht_losses is not None:
-        p = _from_losses(x, alpha, method, delta)
+        p = from_losses(x, alpha, method, delta)
     else:
-        p = _from_counts(counts, n_test, alpha, method)
+        p = from_counts(counts, n_test, alpha, method)
     on_front = _pareto_front(np.column_stack([control, performance]))
     front = grid_order[on_front[grid_order]]
-    tested = _fixed_sequence(p, delta, front, strict)
+    tested, index = fixed_sequence_on_front(p, front, performance, delta, strict)
     reason: str | None = None
     min_n: int | None = None
-    if tested.n_rejected == 0:
-        index = None
-        min_n = _min_n(alpha, delta, method, strict=strict)
+    if index is None:
+        min_n = min_n_for_zero_losses(alpha, delta, method, strict=strict)
         op = "<" if strict else "<="
         if min_n is not None and n_test < min_n:
             reason = (
@@ -236,9 +246,6 @@ def pareto_test(
                 f"{p[first]:.4g}, not {op} delta = {delta:.4g}: its control risk is not shown to "
                 "be <= alpha, so testing stopped"
             )
-    else:
-        # argmin returns the first minimum, i.e. the least aggressive among ties.
-        index = int(tested.indices[np.argmin(performance[tested.indices])])
     return ParetoTestResult(
         found=index is not None,
         index=index,

@@ -22,6 +22,7 @@ cases (floor is anti-conservative, ceil over-conservative), so the count functio
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Final, Literal
 
@@ -29,15 +30,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from ._validation import (
-    FloatArray,
-    IntArray,
-    as_float_array,
-    as_int_array,
-    check_choice,
-    check_level,
-    check_positive_int,
-)
+from ._validation import as_float_array, as_int_array, check_choice, check_level, check_positive_int
+from .typing import FloatArray, IntArray
 
 __all__ = [
     "METHODS",
@@ -68,11 +62,16 @@ except ImportError:  # pragma: no cover - a scipy that moved it: use the public 
 # --------------------------------------------------------------------------- validation
 # Public functions validate once here (scipy's ``_xxx_iv`` pattern); the kernels below trust
 # their inputs, so LTT and Pareto testing call the kernels on data they validated themselves.
-def _counts_iv(
-    counts: ArrayLike, n: int, *, ndim: int | tuple[int, ...] = (0, 1)
+def counts_iv(
+    counts: ArrayLike,
+    n: object,
+    *,
+    ndim: int | tuple[int, ...] = (0, 1),
+    names: tuple[str, str] = ("counts", "n"),
 ) -> tuple[IntArray, int]:
-    n = check_positive_int(n, "n")
-    k = as_int_array(counts, "counts", ndim=ndim, low=0, high=n)
+    """Integer loss counts 0 ≤ k ≤ n and the number of points n (named as the caller's)."""
+    n = check_positive_int(n, names[1])
+    k = as_int_array(counts, names[0], ndim=ndim, low=0, high=n)
     return k, n
 
 
@@ -82,14 +81,14 @@ def _risk_iv(risk: ArrayLike, n: int) -> tuple[FloatArray, int]:
     return r, n
 
 
-def _losses_iv(losses: ArrayLike, method: str) -> FloatArray:
+def losses_iv(losses: ArrayLike, method: str) -> FloatArray:
     """A loss matrix (n,) or (n, m) in [0, 1]; binary if ``method`` is ``"binomial"``."""
     x = as_float_array(losses, "losses", ndim=(1, 2), low=0.0, high=1.0)
-    _check_binary(x, method)
+    check_binary(x, method)
     return x
 
 
-def _check_binary(x: FloatArray, method: str) -> None:
+def check_binary(x: FloatArray, method: str) -> None:
     if method == "binomial" and not np.all((x == 0) | (x == 1)):
         raise ValueError(
             "losses: the binomial p-value needs binary (0/1) losses; "
@@ -98,28 +97,39 @@ def _check_binary(x: FloatArray, method: str) -> None:
 
 
 # --------------------------------------------------------------------------- kernels
-def _binom_cdf(k: IntArray | FloatArray, n: int, alpha: float) -> FloatArray:
+def _binom_cdf(k: IntArray | FloatArray, n: int | IntArray, alpha: float) -> FloatArray:
     """``scipy.stats.binom.cdf(k, n, alpha)`` for integer-valued 0 ≤ k ≤ n, bit for bit.
 
-    ``binom.cdf`` evaluates the same ufunc on floor(k), clips to [0, 1] and returns 1 for
-    k ≥ n; its argument broadcasting costs ~50 µs per call, the ufunc ~1 µs per 100 values.
+    ``n`` is one size or an array broadcastable with ``k`` (one size per grid point; n = 0
+    gives 1). ``binom.cdf`` evaluates the same ufunc on floor(k), clips to [0, 1] and returns 1
+    for k ≥ n; its argument broadcasting costs ~50 µs per call, the ufunc ~1 µs per 100 values.
     """
     kf = np.asarray(k, dtype=np.float64)
+    nf: float | FloatArray = float(n) if isinstance(n, int) else np.asarray(n, dtype=np.float64)
+    if not isinstance(nf, float) and nf.shape != kf.shape:
+        kf, nf = np.broadcast_arrays(kf, nf)
     if _BINOM_CDF_UFUNC is None:  # pragma: no cover
-        return np.asarray(stats.binom.cdf(kf, n, alpha), dtype=np.float64)
-    out = np.asarray(_BINOM_CDF_UFUNC(kf, float(n), alpha), dtype=np.float64)
+        return np.asarray(stats.binom.cdf(kf, nf, alpha), dtype=np.float64)
+    if isinstance(nf, float):  # n ≥ 1: no 0/0 to silence (errstate costs more than the cdf)
+        out = np.asarray(_BINOM_CDF_UFUNC(kf, nf, alpha), dtype=np.float64)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):  # n = 0: overwritten by 1 below
+            out = np.asarray(_BINOM_CDF_UFUNC(kf, nf, alpha), dtype=np.float64)
     # In place: np.clip / np.where would each cost more than the 100 cdf values themselves.
     np.minimum(out, 1.0, out=out)
     np.maximum(out, 0.0, out=out)
-    out[kf >= n] = 1.0
+    out[kf >= nf] = 1.0
     return out
 
 
-def _binomial(k: IntArray, n: int, alpha: float) -> FloatArray:
+def binomial_kernel(k: IntArray | FloatArray, n: int | IntArray, alpha: float) -> FloatArray:
+    """P(Bin(n, α) ≤ k); 0 for α ≥ 1, where the null R > α is empty (a budget of 1 always holds)."""
+    if alpha >= 1.0:
+        return np.zeros(np.broadcast(k, n).shape)
     return _binom_cdf(k, n, alpha)
 
 
-def _hoeffding(r: FloatArray, n: int, alpha: float) -> FloatArray:
+def _hoeffding(r: FloatArray, n: int | IntArray, alpha: float) -> FloatArray:
     gap = np.maximum(alpha - r, 0.0)
     return np.exp(-2.0 * n * gap * gap)
 
@@ -132,21 +142,21 @@ def _bernoulli_kl(a: FloatArray, b: float) -> FloatArray:
     return np.asarray(first + second, dtype=np.float64)
 
 
-def _hoeffding_kl(r: FloatArray, n: int, alpha: float) -> FloatArray:
+def _hoeffding_kl(r: FloatArray, n: int | IntArray, alpha: float) -> FloatArray:
     return np.exp(-n * _bernoulli_kl(np.minimum(r, alpha), alpha))
 
 
-def _bentkus(r: FloatArray, n: int, alpha: float) -> FloatArray:
+def _bentkus(r: FloatArray, n: int | IntArray, alpha: float) -> FloatArray:
     # A relative slack of a few ulps keeps k/n → k exact; the rest rounds up (conservative).
     k = np.ceil(n * r * (1 - 4 * np.finfo(np.float64).eps))
     return np.minimum(1.0, math.e * _binom_cdf(k, n, alpha))
 
 
-def _hb(r: FloatArray, n: int, alpha: float) -> FloatArray:
+def _hb(r: FloatArray, n: int | IntArray, alpha: float) -> FloatArray:
     return np.minimum(_hoeffding_kl(r, n, alpha), _bentkus(r, n, alpha))
 
 
-def _wsr(x: FloatArray, alpha: float, delta: float) -> FloatArray:
+def wsr_kernel(x: FloatArray, alpha: float, delta: float) -> FloatArray:
     squeeze = x.ndim == 1
     x = x.reshape(x.shape[0], -1)
     n = x.shape[0]
@@ -162,29 +172,42 @@ def _wsr(x: FloatArray, alpha: float, delta: float) -> FloatArray:
     return p.reshape(()) if squeeze else p
 
 
-def _from_counts(k: IntArray, n: int, alpha: float, method: str) -> FloatArray:
-    """Kernel of :func:`pvalues_from_counts` (validated counts 0 ≤ k ≤ n, method not wsr)."""
+def from_counts(
+    k: IntArray | FloatArray, n: int | IntArray, alpha: float, method: str
+) -> FloatArray:
+    """Kernel of :func:`pvalues_from_counts`: validated 0 ≤ k ≤ n, method not wsr.
+
+    ``n`` is one size or an integer array broadcastable with ``k`` (one sample size per grid
+    point and risk, the conditional risks of :mod:`ctd_stats.risks`); where n = 0 the p-value
+    is 1 (nothing observed, never certified). ``k`` may be float-valued sums of losses in
+    [0, 1] for the methods other than binomial.
+    """
     if method == "binomial":
-        return _binomial(k, n, alpha)
-    return np.asarray(_RISK_KERNELS[method](k / n, n, alpha), dtype=np.float64)
+        return binomial_kernel(k, n, alpha)
+    if isinstance(n, int):
+        return np.asarray(_RISK_KERNELS[method](k / n, n, alpha), dtype=np.float64)
+    size = np.maximum(n, 1)
+    p = np.asarray(_RISK_KERNELS[method](k / size, size, alpha), dtype=np.float64)
+    return np.where(n == 0, 1.0, p)
 
 
-def _from_losses(x: FloatArray, alpha: float, method: str, delta: float) -> FloatArray:
+def from_losses(x: FloatArray, alpha: float, method: str, delta: float) -> FloatArray:
     """Kernel of :func:`pvalues` (validated losses, binary when method is binomial)."""
     if method == "wsr":
-        return _wsr(x, alpha, delta)
+        return wsr_kernel(x, alpha, delta)
     n = x.shape[0]
     if method == "binomial":
-        return _binomial(x.sum(axis=0).astype(np.int64), n, alpha)
+        return binomial_kernel(x.sum(axis=0).astype(np.int64), n, alpha)
     return np.asarray(_RISK_KERNELS[method](x.sum(axis=0) / n, n, alpha), dtype=np.float64)
 
 
 def _zero_loss_pvalue(n: int, alpha: float, method: str) -> float:
     """p-value of the most favourable calibration: n points, no loss (non-increasing in n)."""
-    return float(_from_counts(np.zeros(1, dtype=np.int64), n, alpha, method)[0])
+    return float(from_counts(np.zeros(1, dtype=np.int64), n, alpha, method)[0])
 
 
-def _min_n_for_zero_losses(
+@functools.lru_cache(maxsize=1024)  # a pure function of scalars, asked again on every empty set
+def min_n_for_zero_losses(
     alpha: float, level: float, method: str, *, strict: bool = False, limit: int = 10**9
 ) -> int | None:
     """Smallest n at which zero losses give a p-value ≤ ``level`` (< if strict), or None.
@@ -199,6 +222,17 @@ def _min_n_for_zero_losses(
         p = _zero_loss_pvalue(n, alpha, method)
         return p < level if strict else p <= level
 
+    if method == "binomial" and alpha < 1.0:
+        # p(n) = (1 − α)^n: start at the analytic answer and step to the exact one (a few
+        # cdf calls instead of a bisection; the same smallest n, p being decreasing in n).
+        guess = max(1, min(limit, math.ceil(math.log(level) / math.log1p(-alpha))))
+        while guess > 1 and ok(guess - 1):
+            guess -= 1
+        while not ok(guess):
+            guess += 1
+            if guess > limit:
+                return None
+        return guess
     hi = 1
     while not ok(hi):
         hi *= 2
@@ -212,30 +246,30 @@ def _min_n_for_zero_losses(
 
 
 # --------------------------------------------------------------------------- public
-def binomial_pvalue(counts: ArrayLike, n: int, alpha: float) -> FloatArray:
+def binomial_pvalue(counts: ArrayLike, n: int, *, alpha: float) -> FloatArray:
     """Exact binomial p-value P(Bin(n, α) ≤ k) for H0: R > α with binary losses.
 
     ``counts`` are the integer numbers of losses equal to 1 (one per grid point). Equals
     ``scipy.stats.binomtest(k, n, α, alternative="less").pvalue``. Under R ≥ α the count is
     stochastically at least Bin(n, α), so P(p ≤ t) ≤ t exactly (super-uniform).
     """
-    k, n = _counts_iv(counts, n)
-    return _binomial(k, n, check_level(alpha, "alpha"))
+    k, n = counts_iv(counts, n)
+    return binomial_kernel(k, n, check_level(alpha, "alpha"))
 
 
-def hoeffding_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
+def hoeffding_pvalue(risk: ArrayLike, n: int, *, alpha: float) -> FloatArray:
     """Hoeffding p-value exp(−2n(α − r̂)₊²) for losses in [0, 1]."""
     r, n = _risk_iv(risk, n)
     return _hoeffding(r, n, check_level(alpha, "alpha"))
 
 
-def hoeffding_kl_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
+def hoeffding_kl_pvalue(risk: ArrayLike, n: int, *, alpha: float) -> FloatArray:
     """Hoeffding–KL (Chernoff) p-value exp(−n h(min(r̂, α), α)) for losses in [0, 1]."""
     r, n = _risk_iv(risk, n)
     return _hoeffding_kl(r, n, check_level(alpha, "alpha"))
 
 
-def bentkus_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
+def bentkus_pvalue(risk: ArrayLike, n: int, *, alpha: float) -> FloatArray:
     """Bentkus p-value e · P(Bin(n, α) ≤ ⌈n r̂⌉), capped at 1, for losses in [0, 1].
 
     ``n * r̂`` is rounded up, which is the conservative direction; pass risks computed as
@@ -245,13 +279,13 @@ def bentkus_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
     return _bentkus(r, n, check_level(alpha, "alpha"))
 
 
-def hb_pvalue(risk: ArrayLike, n: int, alpha: float) -> FloatArray:
+def hb_pvalue(risk: ArrayLike, n: int, *, alpha: float) -> FloatArray:
     """Hoeffding–Bentkus p-value min(Hoeffding–KL, Bentkus) (Angelopoulos et al. 2022)."""
     r, n = _risk_iv(risk, n)
     return _hb(r, n, check_level(alpha, "alpha"))
 
 
-def wsr_pvalue(losses: ArrayLike, alpha: float, *, delta: float = 0.1) -> FloatArray:
+def wsr_pvalue(losses: ArrayLike, *, alpha: float, delta: float = 0.1) -> FloatArray:
     """Waudby-Smith–Ramdas betting p-value 1 / max_t K_t for losses in [0, 1].
 
     K_t = Π_{i≤t} (1 − ν_i (L_i − α)) is a nonnegative supermartingale under H0: R ≥ α whenever
@@ -266,23 +300,23 @@ def wsr_pvalue(losses: ArrayLike, alpha: float, *, delta: float = 0.1) -> FloatA
     x = as_float_array(losses, "losses", ndim=(1, 2), low=0.0, high=1.0)
     alpha = check_level(alpha, "alpha")
     delta = check_level(delta, "delta")
-    return _wsr(x, alpha, delta)
+    return wsr_kernel(x, alpha, delta)
 
 
 def pvalues_from_counts(
-    counts: ArrayLike, n: int, alpha: float, *, method: PValueMethod = "binomial"
+    counts: ArrayLike, n: int, *, alpha: float, method: PValueMethod = "binomial"
 ) -> FloatArray:
     """p-values for a grid given integer loss counts (binary losses) and ``n``.
 
     ``method`` is any of :data:`METHODS` except ``"wsr"`` (which needs the ordered losses).
     """
     check_choice(method, "method", COUNT_METHODS)
-    k, n = _counts_iv(counts, n)
-    return _from_counts(k, n, check_level(alpha, "alpha"), method)
+    k, n = counts_iv(counts, n)
+    return from_counts(k, n, check_level(alpha, "alpha"), method)
 
 
 def pvalues(
-    losses: ArrayLike, alpha: float, *, method: PValueMethod = "binomial", delta: float = 0.1
+    losses: ArrayLike, *, alpha: float, method: PValueMethod = "binomial", delta: float = 0.1
 ) -> FloatArray:
     """p-values for H0: R(λ_j) > α from a loss matrix of shape (n,) or (n, m).
 
@@ -290,19 +324,20 @@ def pvalues(
     (counted as integers); the others accept losses in [0, 1]. ``delta`` only tunes the WSR bet.
     """
     check_choice(method, "method", METHODS)
-    x = _losses_iv(losses, method)
+    x = losses_iv(losses, method)
     alpha = check_level(alpha, "alpha")
     delta = check_level(delta, "delta")
-    return _from_losses(x, alpha, method, delta)
+    return from_losses(x, alpha, method, delta)
 
 
-def binomial_upper_bound(counts: ArrayLike, n: int, delta: float) -> FloatArray:
+def binomial_upper_bound(counts: ArrayLike, n: int, *, delta: float) -> FloatArray:
     """Clopper–Pearson upper confidence bound U with P(R ≤ U) ≥ 1 − δ for binary losses.
 
     U is the largest α with P(Bin(n, α) ≤ k) ≥ δ, i.e. the dual of :func:`binomial_pvalue`:
-    ``binomial_pvalue(k, n, α) ≤ δ`` exactly when α ≥ U (up to floating point). U = 1 if k = n.
+    ``binomial_pvalue(k, n, alpha=α) ≤ δ`` exactly when α ≥ U (up to floating point);
+    U = 1 if k = n.
     """
-    k, n = _counts_iv(counts, n)
+    k, n = counts_iv(counts, n)
     delta = check_level(delta, "delta")
     upper = np.where(k < n, stats.beta.ppf(1 - delta, k + 1, np.maximum(n - k, 1)), 1.0)
     return np.asarray(upper, dtype=np.float64)

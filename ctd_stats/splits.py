@@ -17,7 +17,7 @@ import numpy as np
 
 from ._validation import IntArray, check_level, check_positive_int
 
-__all__ = ["SplitIndices", "split_by_trajectory", "split_indices"]
+__all__ = ["SplitIndices", "TrajectorySplit", "split_by_trajectory", "split_indices"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,20 @@ def split_indices(n: int, *, first_fraction: float, seed: int) -> SplitIndices:
     return SplitIndices(first=perm[:cut], second=perm[cut:])
 
 
+@dataclass(frozen=True)
+class TrajectorySplit:
+    """Sorted trajectory indices of the calibration and the test part (disjoint, covering all)."""
 
-def split_by_trajectory(
-    n: int, calibration_fraction: float, seed: int
-) -> tuple[IntArray, IntArray]:
-    """(calibration, test) trajectory indices, both sorted (*ref* split of ``unique ids``)."""
+    calibration: IntArray
+    test: IntArray
+
+
+def split_by_trajectory(n: int, *, calibration_fraction: float, seed: int) -> TrajectorySplit:
+    """Whole trajectories to calibration or test, by ``default_rng(seed).choice`` (no replacement).
+
+    ``int(calibration_fraction * n)`` trajectories go to calibration, the rest to test; both
+    index sets are sorted (the online-monitoring paper's reference split of the unique ids, §5).
+    """
     n = check_positive_int(n, "n", minimum=2)
     frac = check_level(calibration_fraction, "calibration_fraction")
     n_cal = int(frac * n)
@@ -58,4 +67,4 @@ def split_by_trajectory(
         )
     cal = np.sort(np.random.default_rng(seed).choice(n, size=n_cal, replace=False))
     test = np.setdiff1d(np.arange(n), cal)
-    return cal.astype(np.int64), test.astype(np.int64)
+    return TrajectorySplit(calibration=cal.astype(np.int64), test=test.astype(np.int64))

@@ -9,7 +9,8 @@ Modules (import them directly; this package imports nothing heavy at import time
   safetensors cache), a local folder or a hub name; :func:`~probes.models.auto_device_dtype`.
 * :mod:`probes.extract` — :func:`~probes.extract.extract_activations` (hooked, mean-pooled
   residual stream entering block L after its input norm; several layers per pass; batched by
-  length) and :func:`~probes.extract.extract_to_store` (resumable).
+  length) and :func:`~probes.extract.extract_to_store` (resumable; what to extract is an
+  :class:`~probes.extract.ExtractionConfig`).
 * :mod:`probes.prefix_pool` — :func:`~probes.prefix_pool.pool_prefixes`: mean and last-token
   pooling at several contexts from one causal pass (choosing how much of a conversation to read).
 * :mod:`probes.store` — :class:`~probes.store.ActivationStore`: shards + per-shard commit records +
@@ -27,8 +28,9 @@ Modules (import them directly; this package imports nothing heavy at import time
 * :mod:`probes.embedding_expert` — a strong expert that runs on a CPU: all-MiniLM-L6-v2
   embeddings of the whole conversation (:func:`~probes.embedding_expert.embed_conversations`) and
   a cross-fitted logistic classifier (:func:`~probes.embedding_expert.crossfit_classifier`).
-* :mod:`probes.artifact` — :func:`~probes.artifact.build_artifact` /
-  :func:`~probes.artifact.load_artifact`; command line ``python -m probes artifacts``.
+* :mod:`probes.artifact` — :func:`~probes.artifact.build_artifact` (one stage:
+  :func:`~probes.artifact.run_stage`) / :func:`~probes.artifact.load_artifact`, configured by
+  :class:`~probes.artifact_config.ArtifactConfig`; command line ``python -m probes artifacts``.
 
 Command line (``--help`` works without torch): ``python -m probes extract|experts|artifacts``, or
 ``torchrun --nproc-per-node N -m probes extract ...`` for a data-parallel run.

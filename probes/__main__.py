@@ -9,11 +9,14 @@ says what to install when it is missing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from .artifact_config import STAGES, ArtifactConfig, config_argv
 
 INSTALL_HINT = (
     "the probes commands need PyTorch and transformers: pip install 'ctd-stats[probes]' "
@@ -57,28 +60,48 @@ def _parser() -> argparse.ArgumentParser:
     ext.add_argument("--batch-size", type=int, default=8)
     ext.add_argument("--shard-size", type=int, default=256, help="rows per store shard")
     ext.add_argument("--store-dtype", choices=["float32", "float16"], default="float32")
+    ext.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="trust the commit records of stored shards (default: check their size and sha256 "
+        "before skipping them; a shard that fails is computed again)",
+    )
 
     exp = sub.add_parser("experts", help="likelihood-continuation expert scores P(high-stakes)")
     model_options(exp)
     exp.add_argument("--prompt", default="default", help="'default' or 'single_word'")
 
     art = sub.add_parser("artifacts", help="build the stakes activations + expert scores table")
-    art.add_argument("--out-dir", type=Path, default=Path("book/artifacts"))
-    art.add_argument("--name", default="stakes_smollm2")
-    art.add_argument("--work-dir", type=Path, default=None)
-    art.add_argument("--token-limit", type=int, default=1024, help="longest context read")
+    artifact_options(art)
+    return parser
+
+
+def _csv(values: tuple[int, ...] | tuple[str, ...]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def artifact_options(art: argparse.ArgumentParser) -> None:
+    """The ``artifacts`` options: one per :class:`ArtifactConfig` field, defaults from it."""
+    d = ArtifactConfig()
+    art.add_argument("--out-dir", type=Path, default=d.out_dir)
+    art.add_argument("--name", default=d.name)
+    art.add_argument("--work-dir", type=Path, default=d.work_dir)
+    art.add_argument("--token-limit", type=int, default=d.token_limit, help="longest context read")
     art.add_argument(
-        "--contexts", default="128,256,512,1024", help="candidate contexts (the last = limit)"
+        "--contexts", default=_csv(d.contexts), help="candidate contexts (the last = limit)"
     )
-    art.add_argument("--expert-token-limit", type=int, default=512)
-    art.add_argument("--layers", default="2,4,6,8,10,12,14,16,18,20,22,24", help="candidate layers")
-    art.add_argument("--batch-size", type=int, default=8)
-    art.add_argument("--cap-per-group", type=int, default=250, help="eval rows kept per file")
-    art.add_argument("--limit", type=int, default=None, help="first N rows per file (quick runs)")
-    art.add_argument("--experts", default="smollm2,minilm", help="of smollm2, gemma3, minilm")
+    art.add_argument("--expert-token-limit", type=int, default=d.expert_token_limit)
+    art.add_argument("--layers", default=_csv(d.candidate_layers), help="candidate layers")
+    art.add_argument("--batch-size", type=int, default=d.batch_size)
+    art.add_argument("--shard-size", type=int, default=d.shard_size, help="rows per cached shard")
     art.add_argument(
-        "--stage", choices=["all", "activations", "experts", "embeddings"], default="all"
+        "--cap-per-group", type=int, default=d.cap_per_group, help="eval rows kept per file"
     )
+    art.add_argument("--limit", type=int, default=d.limit, help="first N rows per file (quick)")
+    art.add_argument("--experts", default=_csv(d.experts), help="of smollm2, gemma3, minilm")
+    art.add_argument("--expert-prompt", default=d.expert_prompt, help="'default' or 'single_word'")
+    art.add_argument("--crossfit-folds", type=int, default=d.crossfit_folds)
+    art.add_argument("--stage", choices=STAGES, default=d.stage)
     art.add_argument(
         "--reverse-files",
         action="store_true",
@@ -94,7 +117,29 @@ def _parser() -> argparse.ArgumentParser:
         "processes side by side, then assemble (uses two cores better than one process)",
     )
     art.add_argument("--no-progress", action="store_true")
-    return parser
+
+
+def artifact_config(args: argparse.Namespace) -> ArtifactConfig:
+    """The :class:`ArtifactConfig` of parsed ``artifacts`` options."""
+    return ArtifactConfig(
+        out_dir=args.out_dir,
+        name=args.name,
+        work_dir=args.work_dir,
+        token_limit=args.token_limit,
+        contexts=tuple(int(x) for x in args.contexts.split(",") if x),
+        expert_token_limit=args.expert_token_limit,
+        candidate_layers=tuple(int(x) for x in args.layers.split(",") if x),
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        cap_per_group=args.cap_per_group,
+        limit=args.limit,
+        experts=tuple(x for x in args.experts.split(",") if x),
+        expert_prompt=args.expert_prompt,
+        crossfit_folds=args.crossfit_folds,
+        stage=args.stage,
+        reverse_files=args.reverse_files,
+        progress=not args.no_progress,
+    )
 
 
 def _read_inputs(path: Path, field: str, limit: int | None) -> list[Any]:
@@ -148,14 +193,10 @@ def _run_model_command(args: argparse.Namespace) -> int:
         convs = _read_inputs(args.input, args.field, args.limit)
         summary: dict[str, Any]
         if args.command == "extract":
-            from .extract import extract_sharded
+            from .extract import ExtractionConfig, extract_sharded
 
-            run = extract_sharded(
-                loaded.model,
-                loaded.tokenizer,
-                convs,
-                args.out,
-                layers=[int(x) for x in args.layers.split(",") if x],
+            config = ExtractionConfig(
+                layers=tuple(int(x) for x in args.layers.split(",") if x),
                 model_name=args.model,
                 model_hash=loaded.source_hash,
                 max_tokens=args.max_tokens,
@@ -163,7 +204,15 @@ def _run_model_command(args: argparse.Namespace) -> int:
                 shard_size=args.shard_size,
                 dtype=args.store_dtype,
                 progress=not args.no_progress,
+            )
+            run = extract_sharded(
+                loaded.model,
+                loaded.tokenizer,
+                convs,
+                args.out,
+                config,
                 topology=topo,
+                verify=not args.no_verify,
             )
             summary = {
                 "rank": run.rank,
@@ -172,7 +221,8 @@ def _run_model_command(args: argparse.Namespace) -> int:
                 "n_examples": run.n_examples,
                 "shards_computed": run.shards_computed,
                 "shards_total": run.shards_total,
-                "tokens_per_second": run.tokens_per_second,
+                "shards_corrupt": run.shards_corrupt,
+                "tokens_per_second": run.tokens_per_second,  # None (JSON null): none computed
             }
         else:
             from .expert_shards import score_experts_sharded
@@ -198,78 +248,66 @@ def _run_model_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _without_option(argv: list[str], name: str) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == name:
-            skip = True
-        elif not a.startswith(f"{name}="):
-            out.append(a)
-    return out
+def stage_commands(cfg: ArtifactConfig) -> list[list[str]]:
+    """``--jobs 2``: the single-threaded stage commands, built from ``cfg``.
 
-
-def _run_stages_side_by_side(argv: list[str]) -> int:
-    """``--jobs 2``: activations in one process, embeddings then likelihood experts in another.
-
-    The expert stages finish first; the second process then takes activation shards from the
-    other end (``--reverse-files``), so both cores stay busy until the last shard.
+    The first runs the activations stage; the second the embeddings, then the likelihood
+    experts, then the activation shards from the other end (``--reverse-files``), so that both
+    cores stay busy until the last shard. The caller then assembles with ``cfg`` itself.
     """
+    head = [sys.executable, "-m", "probes"]
+
+    def command(stage: str, reverse: bool = False) -> list[str]:
+        stage_cfg = dataclasses.replace(cfg, stage=stage, reverse_files=reverse)
+        return [*head, *config_argv(stage_cfg), "--threads", "1"]
+
+    return [
+        command("activations"),
+        command("embeddings"),
+        command("experts"),
+        command("activations", reverse=True),
+    ]
+
+
+def _run_stages_side_by_side(cfg: ArtifactConfig) -> int:
+    """Runs :func:`stage_commands`: the first in the background, the others one after another."""
     import subprocess
 
-    base = [sys.executable, "-m", "probes", *_without_option(argv, "--jobs")]
-    base = _without_option(_without_option(base, "--threads"), "--stage")
-    base = [a for a in base if a != "--reverse-files"]
-    one = [*base, "--threads", "1", "--stage"]
-    acts = subprocess.Popen([*one, "activations"])
-    rc = subprocess.call([*one, "embeddings"])
-    rc = rc or subprocess.call([*one, "experts"])
-    rc = rc or subprocess.call([*one, "activations", "--reverse-files"])
-    return acts.wait() or rc
+    first, *rest = stage_commands(cfg)
+    background = subprocess.Popen(first)
+    rc = 0
+    for cmd in rest:
+        rc = rc or subprocess.call(cmd)
+    return background.wait() or rc
 
 
-def _run_artifacts(args: argparse.Namespace, argv: list[str]) -> int:
+def _run_artifacts(args: argparse.Namespace) -> int:
+    cfg = artifact_config(args)
     try:
         import torch
     except ModuleNotFoundError:
         print(f"error: {INSTALL_HINT}", file=sys.stderr)
         return 2
-    from .artifact import ArtifactConfig, build_artifact
+    from .artifact import build_artifact, run_stage
 
-    if args.jobs == 2 and args.stage == "all":
-        rc = _run_stages_side_by_side(argv)
+    if args.jobs == 2 and cfg.stage == "all":
+        rc = _run_stages_side_by_side(cfg)
         if rc:
             return rc
-
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = ArtifactConfig(
-        out_dir=args.out_dir,
-        name=args.name,
-        work_dir=args.work_dir,
-        token_limit=args.token_limit,
-        contexts=tuple(int(x) for x in args.contexts.split(",") if x),
-        expert_token_limit=args.expert_token_limit,
-        candidate_layers=tuple(int(x) for x in args.layers.split(",") if x),
-        batch_size=args.batch_size,
-        cap_per_group=args.cap_per_group,
-        limit=args.limit,
-        experts=tuple(x for x in args.experts.split(",") if x),
-        stage=args.stage,
-        reverse_files=args.reverse_files,
-        progress=not args.no_progress,
-    )
-    build_artifact(cfg)
+    if cfg.stage == "all":
+        build_artifact(cfg)
+    else:
+        run_stage(cfg)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    raw = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(raw)
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "artifacts":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only
-        return _run_artifacts(args, raw)
+        return _run_artifacts(args)
     return _run_model_command(args)
 
 

@@ -9,19 +9,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .artifact_config import (
+    EMBEDDING_EXPERT,
+    LIKELIHOOD_EXPERTS,
+    MONITORED,
+    ArtifactConfig,
+)
 from .data import StakesDataset
 from .embedding_expert import (
     ENCODER,
@@ -31,50 +34,10 @@ from .embedding_expert import (
     load_sentence_encoder,
 )
 from .experts import LIKELIHOOD_PROMPTS, likelihood_continuation
-from .extract import conversations_hash, encode_conversations, shard_ranges
+from .extract import cache_tag, conversations_hash, encode_conversations, shard_ranges, throughput
 from .linear import auroc, fit_logistic
 from .models import load_model
 from .prefix_pool import POOLINGS, pool_prefixes
-
-MONITORED = "smollm2-135m-instruct"
-LIKELIHOOD_EXPERTS = {"smollm2": "smollm2-135m-instruct", "gemma3": "gemma-3-270m"}
-EMBEDDING_EXPERT = "minilm"
-STAGES = ("all", "activations", "experts", "embeddings")
-
-
-@dataclass(frozen=True)
-class ArtifactConfig:
-    """Options of :func:`build_artifact` (defaults = the committed artifact)."""
-
-    out_dir: Path = Path("book/artifacts")
-    name: str = "stakes_smollm2"
-    work_dir: Path | None = None
-    token_limit: int = 1024
-    contexts: tuple[int, ...] = (128, 256, 512, 1024)
-    expert_token_limit: int = 512
-    candidate_layers: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24)
-    batch_size: int = 8
-    shard_size: int = 128
-    cap_per_group: int = 250
-    limit: int | None = None
-    experts: tuple[str, ...] = ("smollm2", EMBEDDING_EXPERT)
-    expert_prompt: str = "default"
-    crossfit_folds: int = 5
-    stage: str = "all"
-    reverse_files: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"stage: expected one of {STAGES}, got {self.stage!r}")
-        unknown = [e for e in self.experts if e not in (*LIKELIHOOD_EXPERTS, EMBEDDING_EXPERT)]
-        if unknown:
-            raise ValueError(f"experts: unknown {unknown}")
-        if not self.contexts or max(self.contexts) != self.token_limit:
-            raise ValueError(
-                f"contexts: the longest must equal token_limit ({self.token_limit}), "
-                f"got {self.contexts}"
-            )
 
 
 def package_versions() -> dict[str, str]:
@@ -130,11 +93,8 @@ def stage_activations(
     mon = load_model(MONITORED)
     n_blocks = int(mon.model.config.num_hidden_layers)
     log(f"monitored model {mon.source} ({n_blocks} blocks), sha256 {mon.source_hash[:12]}")
-    tag = hashlib.sha256(
-        json.dumps(
-            [mon.source_hash, cfg.contexts, cfg.candidate_layers, conversations_hash(convs)]
-        ).encode()
-    ).hexdigest()[:16]
+    tag = cache_tag(mon.source_hash, cfg.contexts, cfg.candidate_layers, conversations_hash(convs))
+    tag = tag[:16]
     folder = work / f"prefix-acts-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
     pad = int(mon.tokenizer.pad_token_id if mon.tokenizer.pad_token_id is not None else 0)
@@ -176,7 +136,7 @@ def stage_activations(
         "hidden_size": int(mon.model.config.hidden_size),
         "seconds": seconds,
         "tokens": tokens,
-        "tokens_per_second": tokens / seconds if seconds > 0 else None,
+        "tokens_per_second": throughput(tokens, seconds),
     }
     del mon
     return np.concatenate(blocks, axis=0), info
@@ -226,16 +186,12 @@ def stage_likelihood_expert(
     tokens = 0
     seconds = 0.0
     for ds in datasets:
-        tag = hashlib.sha256(
-            json.dumps(
-                [
-                    loaded.source_hash,
-                    cfg.expert_prompt,
-                    cfg.expert_token_limit,
-                    conversations_hash(ds.inputs),
-                ]
-            ).encode()
-        ).hexdigest()[:16]
+        tag = cache_tag(
+            loaded.source_hash,
+            cfg.expert_prompt,
+            cfg.expert_token_limit,
+            conversations_hash(ds.inputs),
+        )[:16]
         path = work / f"expert-{key}-{Path(ds.name).stem}-{tag}.npz"
         if not path.is_file():
             log(f"expert {key}: {ds.name} ({len(ds)} examples)")
@@ -272,7 +228,7 @@ def stage_likelihood_expert(
             LIKELIHOOD_PROMPTS[cfg.expert_prompt].high_completion,
             LIKELIHOOD_PROMPTS[cfg.expert_prompt].low_completion,
         ],
-        "tokens_per_second": tokens / seconds if seconds > 0 else None,
+        "tokens_per_second": throughput(tokens, seconds),
         "scoring_seconds": seconds,
         "tokens_scored": tokens,
     }
@@ -282,11 +238,7 @@ def stage_likelihood_expert(
 
 def stage_embeddings(convs: Sequence[Any], cfg: ArtifactConfig, work: Path) -> dict[str, Any]:
     """Sentence embeddings of every row (cached): the strong expert's features."""
-    tag = hashlib.sha256(
-        json.dumps(
-            [ENCODER, package_versions()[ENCODER_PACKAGE], conversations_hash(convs)]
-        ).encode()
-    ).hexdigest()[:16]
+    tag = cache_tag(ENCODER, package_versions()[ENCODER_PACKAGE], conversations_hash(convs))[:16]
     path = work / f"embeddings-{EMBEDDING_EXPERT}-{tag}.npz"
     if not path.is_file():  # the encoder is loaded only when there is something to embed
         model, tokenizer, _ = load_sentence_encoder()
@@ -342,7 +294,7 @@ def stage_embedding_expert(
         "C": fit.C,
         "cv_log_loss": {str(k): v for k, v in fit.cv_log_loss.items()},
         "token_limit": None,
-        "tokens_per_second": tokens / seconds if seconds > 0 else None,
+        "tokens_per_second": throughput(tokens, seconds),
         "scoring_seconds": seconds,
         "tokens_scored": tokens,
     }

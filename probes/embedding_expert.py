@@ -33,7 +33,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from .data import Message
 from .experts import format_conversation
-from .extract import length_batches, right_padded
+from .extract import length_batches, right_padded, throughput
 from .linear import fit_logistic
 
 __all__ = [
@@ -82,8 +82,8 @@ class EmbeddingResult:
     seconds: float
 
     @property
-    def tokens_per_second(self) -> float:
-        return float(self.n_tokens.sum()) / self.seconds if self.seconds > 0 else float("nan")
+    def tokens_per_second(self) -> float | None:
+        return throughput(int(self.n_tokens.sum()), self.seconds)
 
 
 def embed_conversations(

@@ -12,9 +12,7 @@ so a killed run resumes per rank.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -31,8 +29,8 @@ from .experts import (
     format_conversation,
     likelihood_continuation,
 )
-from .extract import Conversation, conversations_hash
-from .store import _atomic_write_bytes
+from .extract import Conversation, cache_tag, conversations_hash
+from .store import atomic_write_bytes
 
 __all__ = ["MERGED_NAME", "score_experts_sharded"]
 
@@ -43,7 +41,7 @@ _FIELDS = ("p_high", "ll_high", "ll_low", "n_tokens")
 def _save(path: Path, arrays: dict[str, Any]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_tagged(path: Path, tag: str) -> dict[str, Any] | None:
@@ -87,11 +85,7 @@ def score_experts_sharded(
         raise ValueError(f"max_tokens: must be a positive integer or None, got {max_tokens!r}")
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = hashlib.sha256(
-        json.dumps(
-            [model_hash, asdict(cfg), max_tokens, conversations_hash(conversations)]
-        ).encode("utf-8")
-    ).hexdigest()
+    tag = cache_tag(model_hash, asdict(cfg), max_tokens, conversations_hash(conversations))
     costs = [len(format_conversation(c)) for c in conversations]
     mine = assign_balanced(costs, topo.world_size)[topo.rank]
     part = out_dir / f"part-{tag[:16]}-rank{topo.rank:05d}-of{topo.world_size:05d}.npz"

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,18 +46,22 @@ from .distributed import Topology, assign_balanced, current
 from .store import ActivationStore, StoreMeta
 
 __all__ = [
+    "ExtractionConfig",
     "ExtractionResult",
     "ExtractionRun",
+    "cache_tag",
     "conversations_hash",
     "encode_conversations",
     "extract_activations",
     "extract_sharded",
     "extract_to_store",
+    "hooked_batches",
     "length_batches",
     "pool_token_ids",
     "residual_norm_modules",
     "right_padded",
     "shard_ranges",
+    "throughput",
 ]
 
 Conversation = Sequence[Message] | str
@@ -65,6 +69,42 @@ Conversation = Sequence[Message] | str
 
 class _StopForward(Exception):
     """Raised by the deepest hook to skip the rest of the network."""
+
+
+def throughput(tokens: int | float, seconds: float) -> float | None:
+    """Tokens per second; ``None`` when nothing was computed (written ``null`` in JSON, not NaN)."""
+    return float(tokens) / seconds if seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """What :func:`extract_sharded` / :func:`extract_to_store` extract and how; every rank alike.
+
+    ``layers`` are block indices (the activation definition is the module docstring's);
+    ``model_name`` and ``model_hash`` are recorded in the store (:class:`~probes.store.StoreMeta`)
+    with ``max_tokens`` (token limit per input, ``None``: whole input) and ``dtype`` (stored
+    precision). ``shard_size`` rows make one store shard; ``batch_size`` inputs one forward pass.
+    """
+
+    layers: tuple[int, ...]
+    model_name: str
+    model_hash: str
+    max_tokens: int | None = None
+    batch_size: int = 8
+    shard_size: int = 256
+    dtype: str = "float32"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(x) for x in self.layers))
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size: must be positive, got {self.shard_size!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be positive, got {self.batch_size!r}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(
+                f"max_tokens: must be a positive integer or None, got {self.max_tokens!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -77,8 +117,8 @@ class ExtractionResult:
     seconds: float
 
     @property
-    def tokens_per_second(self) -> float:
-        return float(self.n_tokens.sum()) / self.seconds if self.seconds > 0 else float("nan")
+    def tokens_per_second(self) -> float | None:
+        return throughput(int(self.n_tokens.sum()), self.seconds)
 
 
 @dataclass(frozen=True)
@@ -86,6 +126,7 @@ class ExtractionRun:
     """What one rank of :func:`extract_sharded` did, and whether the store is complete.
 
     ``shards_computed``/``tokens``/``seconds`` count this rank's own work in this call;
+    ``shards_corrupt`` the committed shards that failed verification and were computed again;
     ``complete`` is the state after the final barrier (as seen by rank 0, broadcast).
     """
 
@@ -99,10 +140,12 @@ class ExtractionRun:
     tokens: int
     seconds: float
     complete: bool
+    shards_corrupt: int = 0
 
     @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else float("nan")
+    def tokens_per_second(self) -> float | None:
+        """``None`` when this rank computed nothing (the store was already complete)."""
+        return throughput(self.tokens, self.seconds)
 
 
 def residual_norm_modules(model: PreTrainedModel) -> list[torch.nn.Module]:
@@ -157,6 +200,15 @@ def encode_conversations(
     return out
 
 
+def cache_tag(*parts: object) -> str:
+    """sha256 (hex) of ``parts`` as JSON: the key of a cached result computed from them.
+
+    Every cache of the package (expert parts, artifact stages) is keyed by this one function,
+    so a cache written by one version is found by the next as long as its inputs are the same.
+    """
+    return hashlib.sha256(json.dumps(list(parts)).encode("utf-8")).hexdigest()
+
+
 def conversations_hash(conversations: Sequence[Conversation]) -> str:
     """sha256 of the conversations (JSON), recorded in stores to detect a changed dataset."""
     payload = json.dumps([_as_messages(c) for c in conversations], ensure_ascii=False)
@@ -195,6 +247,76 @@ def right_padded(
     return ids, mask
 
 
+def input_device(model: PreTrainedModel) -> torch.device:
+    """The device of the model's input embeddings (where its input ids go)."""
+    emb: torch.nn.Module = model.get_input_embeddings()
+    weight = emb.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight.device
+
+
+#: What a hook pools: ``(hidden states (batch, tokens, hidden), attention mask) -> tensor``.
+Pool = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def hooked_batches(
+    model: PreTrainedModel,
+    seqs: Sequence[Sequence[int]],
+    layers: tuple[int, ...],
+    pool: Pool,
+    *,
+    batch_size: int,
+    pad_id: int,
+    progress: bool,
+    desc: str,
+) -> Iterator[tuple[list[int], list[NDArray[np.float32]]]]:
+    """Per length batch: its row indices and ``pool`` of each layer's input-norm output.
+
+    Forward hooks on :func:`residual_norm_modules` capture the layers; the pass stops at the
+    deepest one. Batches are right-padded and attention-masked, under ``torch.inference_mode``.
+    """
+    mods = residual_norm_modules(model)
+    device = input_device(model)
+    captured: dict[int, torch.Tensor] = {}
+    mask_holder: list[torch.Tensor] = []
+    deepest = max(layers)
+
+    def make_hook(layer: int) -> Callable[[torch.nn.Module, object, object], None]:
+        def hook(_mod: torch.nn.Module, _inp: object, output: object) -> None:
+            hs = output[0] if isinstance(output, tuple) else output
+            assert isinstance(hs, torch.Tensor)
+            captured[layer] = pool(hs, mask_holder[0])
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
+
+    handles = [mods[layer].register_forward_hook(make_hook(layer)) for layer in layers]
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(
+                length_batches(seqs, batch_size), desc=desc, disable=not progress, unit="batch"
+            ):
+                ids, mask = right_padded(seqs, batch, pad_id)
+                ids, mask = ids.to(device), mask.to(device)
+                mask_holder[:] = [mask]
+                captured.clear()
+                try:
+                    model(input_ids=ids, attention_mask=mask, use_cache=False)
+                except _StopForward:
+                    pass
+                yield batch, [captured[layer].cpu().numpy() for layer in layers]
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _mean_pool(hs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real (unmasked) tokens, in float32."""
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    return ((hs.float() * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)).float()
+
+
 def _pool_batches(
     model: PreTrainedModel,
     token_ids: Sequence[Sequence[int]],
@@ -207,44 +329,20 @@ def _pool_batches(
 ) -> NDArray[np.float32]:
     if batch_size < 1:
         raise ValueError(f"batch_size: must be positive, got {batch_size!r}")
-    mods = residual_norm_modules(model)
-    emb: Any = model.get_input_embeddings()
-    device: torch.device = emb.weight.device
     hidden = int(model.config.hidden_size)
     out = np.zeros((len(token_ids), len(layers), hidden), dtype=np.float32)
-    captured: dict[int, torch.Tensor] = {}
-    mask_holder: list[torch.Tensor] = []
-    deepest = max(layers)
-
-    def make_hook(layer: int) -> Callable[..., None]:
-        def hook(_mod: torch.nn.Module, _inp: Any, output: Any) -> None:
-            hs = output[0] if isinstance(output, tuple) else output
-            mask = mask_holder[0].to(torch.float32).unsqueeze(-1)
-            pooled = (hs.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-            captured[layer] = pooled.float()
-            if layer == deepest:
-                raise _StopForward
-
-        return hook
-
-    handles = [mods[layer].register_forward_hook(make_hook(layer)) for layer in layers]
-    batches = length_batches(token_ids, batch_size)
-    try:
-        with torch.inference_mode():
-            for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
-                ids, mask = right_padded(token_ids, batch, pad_id)
-                ids, mask = ids.to(device), mask.to(device)
-                mask_holder[:] = [mask]
-                captured.clear()
-                try:
-                    model(input_ids=ids, attention_mask=mask, use_cache=False)
-                except _StopForward:
-                    pass
-                for k, layer in enumerate(layers):
-                    out[batch, k, :] = captured[layer].cpu().numpy()
-    finally:
-        for h in handles:
-            h.remove()
+    for batch, pooled in hooked_batches(
+        model,
+        token_ids,
+        layers,
+        _mean_pool,
+        batch_size=batch_size,
+        pad_id=pad_id,
+        progress=progress,
+        desc=desc,
+    ):
+        for k, block in enumerate(pooled):
+            out[batch, k, :] = block
     return out
 
 
@@ -319,42 +417,34 @@ def extract_sharded(
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Conversation],
     directory: str | os.PathLike[str],
+    config: ExtractionConfig,
     *,
-    layers: Sequence[int],
-    model_name: str,
-    model_hash: str,
-    max_tokens: int | None = None,
-    batch_size: int = 8,
-    shard_size: int = 256,
-    dtype: str = "float32",
-    progress: bool = True,
     topology: Topology | None = None,
+    verify: bool = True,
 ) -> ExtractionRun:
     """Extract into an :class:`ActivationStore`, data-parallel over the ranks of ``topology``.
 
     Every rank calls this with the same arguments (``topology`` defaults to
-    :func:`probes.distributed.current`). Shards already committed in ``directory`` are skipped;
-    the rest are tokenised and assigned to ranks by token count (longest-processing-time rule),
-    each rank writes its shards, and rank 0 writes the manifest once every rank is done.
-    Returns this rank's :class:`ExtractionRun`; the activations are read with
-    ``ActivationStore(directory, meta).load()`` or :func:`extract_to_store`.
+    :func:`probes.distributed.current`). Shards already committed in ``directory`` are skipped
+    once their size and sha256 match their commit records (``verify=False`` trusts the records; a
+    shard that fails is computed again); the rest are tokenised and assigned to ranks by token
+    count (longest-processing-time rule), each rank writes its shards, and rank 0 writes the
+    manifest once every rank is done. Returns this rank's :class:`ExtractionRun`; the activations
+    are read with ``ActivationStore(directory, meta).load()`` or :func:`extract_to_store`.
     """
     topo = topology if topology is not None else current()
     if topo.world_size > 1 and not topo.distributed:
         raise ValueError("topology: world_size > 1 needs an initialised torch.distributed group")
-    ranges = shard_ranges(len(conversations), shard_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size: must be positive, got {batch_size!r}")
-    if max_tokens is not None and max_tokens < 1:
-        raise ValueError(f"max_tokens: must be a positive integer or None, got {max_tokens!r}")
-    lays = _check_layers(model, layers)
+    cfg = config
+    ranges = shard_ranges(len(conversations), cfg.shard_size)
+    lays = _check_layers(model, cfg.layers)
     meta = StoreMeta(
-        model=model_name,
-        model_hash=model_hash,
+        model=cfg.model_name,
+        model_hash=cfg.model_hash,
         layers=lays,
         pooling="mean",
-        dtype=dtype,
-        max_tokens=max_tokens,
+        dtype=cfg.dtype,
+        max_tokens=cfg.max_tokens,
         dataset_hash=conversations_hash(conversations),
         n_examples=len(conversations),
         hidden_size=int(model.config.hidden_size),
@@ -363,9 +453,13 @@ def extract_sharded(
     # shards are still to do, so that every rank plans from the same state.
     store = ActivationStore(directory, meta) if topo.is_main else None
     topo.barrier()
+    corrupt: list[int] = []
     if store is None:
         store = ActivationStore(directory, meta, create=False)
-    todo_local = [k for k, (a, b) in enumerate(ranges) if not store.has(a, b)]
+    elif verify:
+        bad = {(int(r["start"]), int(r["stop"])) for r in store.verify()}
+        corrupt = [k for k, rng in enumerate(ranges) if rng in bad]
+    todo_local = [k for k, (a, b) in enumerate(ranges) if k in corrupt or not store.has(a, b)]
     todo: list[int] = topo.broadcast(todo_local) if topo.world_size > 1 else todo_local
     # Tokenise a strided share of the shards to learn their costs, then balance by tokens.
     encoded: dict[int, list[list[int]]] = {}
@@ -373,7 +467,9 @@ def extract_sharded(
     def encode(k: int) -> list[list[int]]:
         if k not in encoded:
             a, b = ranges[k]
-            encoded[k] = encode_conversations(tokenizer, conversations[a:b], max_tokens=max_tokens)
+            encoded[k] = encode_conversations(
+                tokenizer, conversations[a:b], max_tokens=cfg.max_tokens
+            )
         return encoded[k]
 
     share = todo[topo.rank :: topo.world_size]
@@ -390,11 +486,11 @@ def extract_sharded(
     tokens = 0
     seconds = 0.0
     desc = "shards" if topo.world_size == 1 else f"shards (rank {topo.rank})"
-    for k in tqdm(mine, desc=desc, disable=not progress, unit="shard"):
+    for k in tqdm(mine, desc=desc, disable=not cfg.progress, unit="shard"):
         chunk = encode(k)
         t0 = time.perf_counter()
         block = _pool_batches(
-            model, chunk, lays, batch_size=batch_size, pad_id=pad, progress=False, desc="batch"
+            model, chunk, lays, batch_size=cfg.batch_size, pad_id=pad, progress=False, desc="batch"
         )
         seconds += time.perf_counter() - t0
         tokens += sum(len(t) for t in chunk)
@@ -420,6 +516,7 @@ def extract_sharded(
         tokens=tokens,
         seconds=seconds,
         complete=complete,
+        shards_corrupt=len(corrupt),
     )
 
 
@@ -428,36 +525,14 @@ def extract_to_store(
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Conversation],
     directory: str | os.PathLike[str],
+    config: ExtractionConfig,
     *,
-    layers: Sequence[int],
-    model_name: str,
-    model_hash: str,
-    max_tokens: int | None = None,
-    batch_size: int = 8,
-    shard_size: int = 256,
-    dtype: str = "float32",
-    progress: bool = True,
     topology: Topology | None = None,
-) -> tuple[NDArray[Any], float]:
-    """Extract into an :class:`ActivationStore`, resuming after its committed shards.
+) -> tuple[NDArray[np.floating[Any]], float | None]:
+    """:func:`extract_sharded`, then the whole store read back (every shard's sha256 checked).
 
-    Returns the full array ``(n, len(layers), hidden)`` and the tokens/second of the shards
-    computed in this call by this rank (NaN when everything was already stored). See
-    :func:`extract_sharded` for the data-parallel case (``topology``).
+    Returns the array ``(n, len(layers), hidden)`` (``config.dtype``) and the tokens/second of
+    the shards computed in this call by this rank (``None`` when everything was already stored).
     """
-    run = extract_sharded(
-        model,
-        tokenizer,
-        conversations,
-        directory,
-        layers=layers,
-        model_name=model_name,
-        model_hash=model_hash,
-        max_tokens=max_tokens,
-        batch_size=batch_size,
-        shard_size=shard_size,
-        dtype=dtype,
-        progress=progress,
-        topology=topology,
-    )
+    run = extract_sharded(model, tokenizer, conversations, directory, config, topology=topology)
     return ActivationStore(directory, run.meta, create=False).load(), run.tokens_per_second

@@ -5,7 +5,8 @@
   ``LogisticRegression(C=C)``; solved in float64 by the package's one logistic solver,
   :func:`ctd_stats.logistic.fit_logistic_l2` (damped Newton, numpy). No feature scaling.
 * :func:`fit_ridge` — the DV probe: ridge regression with an unpenalised intercept, closed form
-  ``w = (Xcᵀ Xc + α I)⁻¹ Xcᵀ yc``, ``b = ȳ − x̄ᵀw`` (scikit-learn's ``Ridge(alpha)``).
+  ``w = (Xcᵀ Xc + λ I)⁻¹ Xcᵀ yc``, ``b = ȳ − x̄ᵀw`` with the L2 ``penalty`` λ (scikit-learn's
+  ``Ridge(alpha=λ)``; not called ``alpha`` here, where α is the risk a calibration controls).
 * :func:`auroc` — the area under the ROC curve (ties counted one half), for layer selection.
 """
 
@@ -17,15 +18,40 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from ctd_stats._validation import FloatArray, as_binary_array, as_float_array, check_same_length
 from ctd_stats.cascade.metrics import auroc as cascade_auroc
-from ctd_stats.logistic import _fit_logistic_l2
+from ctd_stats.logistic import fit_logistic_l2
+from ctd_stats.typing import FloatArray
 
 __all__ = ["LogisticProbe", "RidgeProbe", "auroc", "fit_logistic", "fit_ridge"]
 
 
-def _features(X: ArrayLike, name: str = "X") -> FloatArray:
-    return as_float_array(X, name, ndim=2)
+def _real(value: ArrayLike, name: str, ndim: int) -> FloatArray:
+    """``value`` as a finite, non-empty float64 array of ``ndim`` dimensions (errors name it)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numbers, got an array of dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: must not be empty")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name}: contains NaN")
+    if np.isinf(arr).any():
+        raise ValueError(f"{name}: contains infinite values")
+    return arr
+
+
+def _features(X: ArrayLike) -> FloatArray:
+    return _real(X, "X", 2)
+
+
+def _linear(X: ArrayLike, coef: FloatArray, intercept: float) -> FloatArray:
+    """``X @ coef + intercept`` for features ``X`` of the fitted width."""
+    x = _features(X)
+    if x.shape[1] != coef.shape[0]:
+        raise ValueError(f"X: expected {coef.shape[0]} features, got {x.shape[1]}")
+    return np.asarray(x @ coef + intercept, dtype=np.float64)
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -45,10 +71,7 @@ class LogisticProbe:
     converged: bool
 
     def decision_function(self, X: ArrayLike) -> FloatArray:
-        x = _features(X)
-        if x.shape[1] != self.coef.shape[0]:
-            raise ValueError(f"X: expected {self.coef.shape[0]} features, got {x.shape[1]}")
-        return np.asarray(x @ self.coef + self.intercept, dtype=np.float64)
+        return _linear(X, self.coef, self.intercept)
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
         z = self.decision_function(X)
@@ -60,17 +83,14 @@ class LogisticProbe:
 
 @dataclass(frozen=True)
 class RidgeProbe:
-    """A fitted ridge regression (the DV probe)."""
+    """A fitted ridge regression (the DV probe); ``penalty`` is its L2 strength λ."""
 
     coef: FloatArray
     intercept: float
-    alpha: float
+    penalty: float
 
     def predict(self, X: ArrayLike) -> FloatArray:
-        x = _features(X)
-        if x.shape[1] != self.coef.shape[0]:
-            raise ValueError(f"X: expected {self.coef.shape[0]} features, got {x.shape[1]}")
-        return np.asarray(x @ self.coef + self.intercept, dtype=np.float64)
+        return _linear(X, self.coef, self.intercept)
 
 
 def fit_logistic(
@@ -86,19 +106,8 @@ def fit_logistic(
     Solved by :func:`ctd_stats.logistic.fit_logistic_l2` (damped Newton, float64, numpy), the
     package's one logistic solver; stops when max |∇| < ``tol``·max(1, C·n).
     """
-    x = _features(X)
-    labels = as_binary_array(y, "y")
-    check_same_length("X", x, "y", labels)
-    if isinstance(C, bool) or not (isinstance(C, (int, float)) and np.isfinite(C) and C > 0):
-        raise ValueError(f"C: must be a positive finite number, got {C!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol: must be a positive number, got {tol!r}")
-    if labels.min() == labels.max():
-        raise ValueError("y: both classes (0 and 1) must be present")
-    # validated above: the solver's kernel trusts its inputs
-    fit = _fit_logistic_l2(x, labels.astype(np.float64), float(C), max_iter, float(tol))
+    # the solver checks y (0/1, both classes, one per row of X), C, max_iter and tol
+    fit = fit_logistic_l2(_features(X), y, C=C, max_iter=max_iter, tol=tol)
     return LogisticProbe(
         coef=np.asarray(fit.coef, dtype=np.float64),
         intercept=fit.intercept,
@@ -112,15 +121,21 @@ def fit_ridge(
     X: ArrayLike,
     y: ArrayLike,
     *,
-    alpha: float = 1.0,
+    penalty: float = 1.0,
     device: str | torch.device | None = None,
 ) -> RidgeProbe:
-    """Closed-form ridge regression with an unpenalised intercept (``Ridge(alpha=alpha)``)."""
+    """Closed-form ridge regression, unpenalised intercept (scikit-learn ``Ridge(alpha=penalty)``).
+
+    ``penalty`` is the L2 strength λ >= 0 (0: least squares, solved by ``lstsq``).
+    """
     x = _features(X)
-    target = as_float_array(y, "y", ndim=1)
-    check_same_length("X", x, "y", target)
-    if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha: must be a non-negative finite number, got {alpha!r}")
+    target = _real(y, "y", 1)
+    if len(target) != len(x):
+        raise ValueError(f"y: length {len(target)} does not match X (length {len(x)})")
+    if isinstance(penalty, bool) or not (
+        isinstance(penalty, (int, float)) and np.isfinite(penalty) and penalty >= 0
+    ):
+        raise ValueError(f"penalty: must be a non-negative finite number, got {penalty!r}")
     dev = _device(device)
     Xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
     yt = torch.as_tensor(target, dtype=torch.float64, device=dev)
@@ -128,15 +143,17 @@ def fit_ridge(
     y_mean = yt.mean()
     Xc = Xt - x_mean
     yc = yt - y_mean
-    gram = Xc.T @ Xc + float(alpha) * torch.eye(x.shape[1], dtype=torch.float64, device=dev)
+    gram = Xc.T @ Xc + float(penalty) * torch.eye(x.shape[1], dtype=torch.float64, device=dev)
     w = (
         torch.linalg.lstsq(gram, Xc.T @ yc).solution
-        if alpha == 0
+        if penalty == 0
         else torch.linalg.solve(gram, Xc.T @ yc)
     )
     b = y_mean - x_mean @ w
     return RidgeProbe(
-        coef=np.asarray(w.cpu().numpy(), dtype=np.float64), intercept=float(b), alpha=float(alpha)
+        coef=np.asarray(w.cpu().numpy(), dtype=np.float64),
+        intercept=float(b),
+        penalty=float(penalty),
     )
 
 

@@ -2,9 +2,10 @@
 
 The CTD paper's set-up (§5.1): the safety probe is an L2 logistic regression (C = 1, no feature
 scaling) fitted on the ``train`` split (training prompts), its score is P(high-stakes); the
-delegation-value (DV) probe is a ridge regression (α = 1) fitted on the ``dev`` split to the
-delegation value of the chosen expert (§3, Eq. 1: v = (2y − 1)(e − p), or its binary variant);
-the ``test`` split is the calibration / evaluation pool handed to :mod:`ctd_stats.cascade`.
+delegation-value (DV) probe is a ridge regression (L2 penalty λ = 1) fitted on the ``dev`` split
+to the delegation value of the chosen expert (§3, Eq. 1: v = (2y − 1)(e − p), or its binary
+variant); the ``test`` split is the calibration / evaluation pool handed to
+:mod:`ctd_stats.cascade`.
 
 The safety probe does not depend on the expert, so it is fitted once per artifact: an artifact
 built by ``python -m probes artifacts`` stores its scores (array ``probe``) and they are used as
@@ -17,20 +18,20 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ctd_stats import CascadeTable, delegation_value
-from ctd_stats._validation import FloatArray
 from ctd_stats.cascade.metrics import ValueKind
+from ctd_stats.typing import FloatArray
 
 from .artifact import load_artifact
 from .linear import fit_logistic, fit_ridge
 
 __all__ = ["ArtifactCascade", "artifact_cascade", "safety_probe_scores"]
 
-Arrays = Mapping[str, np.ndarray[Any, Any]]
+Arrays = Mapping[str, NDArray[np.generic]]
 _PROBE_CACHE: dict[str, FloatArray] = {}
 
 
@@ -96,12 +97,13 @@ def artifact_cascade(
     *,
     expert: str,
     kind: ValueKind = "continuous",
-    ridge_alpha: float = 1.0,
+    ridge_penalty: float = 1.0,
 ) -> ArtifactCascade:
     """The test pool's :class:`~ctd_stats.CascadeTable` for one expert of an artifact.
 
     ``artifact`` is a path to the ``.npz`` (checked against its manifest's sha256) or the loaded
-    arrays. ``kind`` is the delegation value's kind (``"continuous"`` or ``"binary"``).
+    arrays. ``kind`` is the delegation value's kind (``"continuous"`` or ``"binary"``);
+    ``ridge_penalty`` the DV probe's L2 strength (:func:`probes.linear.fit_ridge`).
     """
     art = _check(_load(artifact))
     column = f"expert_{expert}"
@@ -117,7 +119,7 @@ def artifact_cascade(
     e = art[column].astype(np.float64)
     x = art["activations"].astype(np.float64)
     v_dev = delegation_value(y[dev], p[dev], e[dev], kind=kind)
-    d = fit_ridge(x[dev], v_dev, alpha=ridge_alpha).predict(x)
+    d = fit_ridge(x[dev], v_dev, penalty=ridge_penalty).predict(x)
     table = CascadeTable.from_arrays(
         probe=p[test], expert=e[test], dv=d[test], labels=y[test], groups=art["group"][test]
     )
@@ -128,4 +130,3 @@ def artifact_cascade(
         dev_predictions=d[dev],
         test_values=delegation_value(y[test], p[test], e[test], kind=kind),
     )
-

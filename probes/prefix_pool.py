@@ -15,22 +15,14 @@ from one extraction (:mod:`probes.artifact`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
 from transformers import PreTrainedModel
 
-from .extract import (
-    _check_layers,
-    _StopForward,
-    length_batches,
-    residual_norm_modules,
-    right_padded,
-)
+from .extract import _check_layers, hooked_batches
 
 __all__ = ["POOLINGS", "pool_prefixes"]
 
@@ -72,49 +64,33 @@ def pool_prefixes(
     for i, seq in enumerate(seqs):
         if not seq:
             raise ValueError(f"token_ids[{i}]: empty")
-    mods = residual_norm_modules(model)
-    emb: Any = model.get_input_embeddings()
-    device: torch.device = emb.weight.device
     hidden = int(model.config.hidden_size)
     out = np.zeros((len(seqs), len(ctxs), len(POOLINGS), len(lays), hidden), dtype=np.float32)
-    captured: dict[int, torch.Tensor] = {}
-    lengths_holder: list[torch.Tensor] = []
-    deepest = max(lays)
 
-    def make_hook(layer: int) -> Callable[..., None]:
-        def hook(_mod: torch.nn.Module, _inp: Any, output: Any) -> None:
-            hs = (output[0] if isinstance(output, tuple) else output).float()
-            lengths = lengths_holder[0]  # (batch,)
-            rows = torch.arange(hs.shape[0], device=hs.device)
-            # A running sum gives every prefix mean from one cumulative pass.
-            csum = hs.cumsum(dim=1)
-            pooled = []
-            for c in ctxs:
-                n_c = torch.clamp(lengths, max=c)  # tokens read at context c
-                last = hs[rows, n_c - 1]
-                mean = csum[rows, n_c - 1] / n_c.unsqueeze(-1).to(hs.dtype)
-                pooled.append(torch.stack([mean, last], dim=1))
-            captured[layer] = torch.stack(pooled, dim=1)  # (batch, contexts, poolings, hidden)
-            if layer == deepest:
-                raise _StopForward
+    def pool(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hs = hidden_states.float()
+        lengths = mask.sum(dim=1)  # (batch,)
+        rows = torch.arange(hs.shape[0], device=hs.device)
+        # A running sum gives every prefix mean from one cumulative pass.
+        csum = hs.cumsum(dim=1)
+        pooled = []
+        for c in ctxs:
+            n_c = torch.clamp(lengths, max=c)  # tokens read at context c
+            last = hs[rows, n_c - 1]
+            mean = csum[rows, n_c - 1] / n_c.unsqueeze(-1).to(hs.dtype)
+            pooled.append(torch.stack([mean, last], dim=1))
+        return torch.stack(pooled, dim=1)  # (batch, contexts, poolings, hidden)
 
-        return hook
-
-    handles = [mods[layer].register_forward_hook(make_hook(layer)) for layer in lays]
-    batches = length_batches(seqs, batch_size)
-    try:
-        with torch.inference_mode():
-            for batch in tqdm(batches, desc="prefixes", disable=not progress, unit="batch"):
-                ids, mask = right_padded(seqs, batch, pad_id)
-                lengths_holder[:] = [mask.sum(dim=1).to(device)]
-                captured.clear()
-                try:
-                    model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-                except _StopForward:
-                    pass
-                for k, layer in enumerate(lays):
-                    out[batch, :, :, k, :] = captured[layer].cpu().numpy()
-    finally:
-        for h in handles:
-            h.remove()
+    for batch, blocks in hooked_batches(
+        model,
+        seqs,
+        lays,
+        pool,
+        batch_size=batch_size,
+        pad_id=pad_id,
+        progress=progress,
+        desc="prefixes",
+    ):
+        for k, block in enumerate(blocks):
+            out[batch, :, :, k, :] = block
     return out

@@ -14,7 +14,9 @@ rank) never leaves a file that is later read as data:
   shard, so a shard without a record (killed in between) is ignored and recomputed, and a record
   that does not parse is ignored likewise;
 * every read checks the shard's sha256 and shape against its record: a mismatch (a torn or
-  tampered file) raises ``ValueError``, it is never returned as activations.
+  tampered file) raises ``ValueError``, it is never returned as activations;
+  :meth:`ActivationStore.verify` checks every committed shard's size and sha256 without loading it
+  (a resumed extraction does so before it skips the shards already stored).
 
 Several processes (the ranks of a data-parallel run, :mod:`probes.distributed`) can write disjoint
 shards of one store at the same time: each writes only its own shards and records, and one process
@@ -39,12 +41,24 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FAILPOINT_ENV", "MANIFEST_NAME", "ActivationStore", "StoreMeta"]
+__all__ = [
+    "FAILPOINT_ENV",
+    "MANIFEST_NAME",
+    "ActivationStore",
+    "Activations",
+    "ShardRecord",
+    "StoreMeta",
+    "atomic_write_bytes",
+    "failpoint",
+]
+
+#: Stored activations: float16 or float32, shape ``(rows, layers, hidden)``.
+Activations = NDArray[np.floating[Any]]
 
 MANIFEST_NAME = "manifest.json"
 #: Fault injection for the crash tests: ``"<site>:<n>"`` sends ``SIGKILL`` to this process at the
@@ -58,7 +72,35 @@ _RECORD = re.compile(r"^shard-(\d+)-(\d+)\.json$")
 _hits: dict[str, int] = {}
 
 
-def _failpoint(site: str) -> None:
+class ShardRecord(TypedDict):
+    """A shard's commit record (``shard-<start>-<stop>.json``)."""
+
+    file: str
+    start: int
+    stop: int
+    shape: list[int]
+    sha256: str
+    size: NotRequired[int]  # bytes of the ``.npy`` file (absent in records of older stores)
+
+
+def _as_record(data: Any) -> ShardRecord:
+    """A commit record read from JSON; ``KeyError``/``TypeError``/``ValueError`` if malformed."""
+    if not isinstance(data["sha256"], str):
+        raise TypeError("sha256: not a string")
+    rec = ShardRecord(
+        file=str(data["file"]),
+        start=int(data["start"]),
+        stop=int(data["stop"]),
+        shape=[int(x) for x in data["shape"]],
+        sha256=data["sha256"],
+    )
+    if "size" in data:
+        rec["size"] = int(data["size"])
+    return rec
+
+
+def failpoint(site: str) -> None:
+    """Kill this process with ``SIGKILL`` at the site named by :data:`FAILPOINT_ENV` (tests)."""
     spec = os.environ.get(FAILPOINT_ENV)
     if not spec:
         return
@@ -92,7 +134,7 @@ class StoreMeta:
         if self.n_examples < 0 or self.hidden_size < 1:
             raise ValueError("n_examples/hidden_size: must be non-negative / positive")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         out = dataclasses.asdict(self)
         out["layers"] = list(self.layers)
         return out
@@ -104,7 +146,11 @@ class StoreMeta:
         return cls(**data)
 
 
-def _atomic_write_bytes(path: Path, payload: bytes, *, site: str | None = None) -> None:
+def atomic_write_bytes(path: Path, payload: bytes, *, site: str | None = None) -> None:
+    """Write ``payload`` to a temporary file, ``fsync`` it and rename it to ``path`` (atomic).
+
+    ``site`` names the :func:`failpoint` reached once the file is in place (crash tests).
+    """
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -112,7 +158,7 @@ def _atomic_write_bytes(path: Path, payload: bytes, *, site: str | None = None) 
                 half = len(payload) // 2
                 fh.write(payload[:half])
                 fh.flush()
-                _failpoint("write")
+                failpoint("write")
                 fh.write(payload[half:])
             else:
                 fh.write(payload)
@@ -123,7 +169,7 @@ def _atomic_write_bytes(path: Path, payload: bytes, *, site: str | None = None) 
         Path(tmp).unlink(missing_ok=True)
         raise
     if site is not None:
-        _failpoint(site)
+        failpoint(site)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -155,12 +201,12 @@ class ActivationStore:
         if not manifest.is_file() and not create:
             raise ValueError(f"directory: {self.directory} holds no store ({MANIFEST_NAME})")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._listed: list[dict[str, Any]] = []
+        self._listed: list[ShardRecord] = []
         if manifest.is_file():
             try:
                 data = json.loads(manifest.read_text(encoding="utf-8"))
                 found = StoreMeta.from_json(data["meta"])
-                self._listed = [dict(s) for s in data["shards"]]
+                self._listed = [_as_record(s) for s in data["shards"]]
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"store {self.directory}: unreadable manifest ({exc})") from None
             if data.get("format") not in _READ_FORMATS:
@@ -177,13 +223,13 @@ class ActivationStore:
                 )
         else:
             self._write_manifest([])
-        self._records: dict[tuple[int, int], dict[str, Any]] = {}
+        self._records: dict[tuple[int, int], ShardRecord] = {}
         self.refresh()
 
     # ----------------------------------------------------------------------------- bookkeeping
     def refresh(self) -> None:
         """Re-read the commit records on disk (those written by other processes too)."""
-        records: dict[tuple[int, int], dict[str, Any]] = {}
+        records: dict[tuple[int, int], ShardRecord] = {}
         for rec in self._listed:
             records[(int(rec["start"]), int(rec["stop"]))] = rec
         for path in sorted(self.directory.glob("shard-*.json")):
@@ -191,9 +237,9 @@ class ActivationStore:
             if m is None:
                 continue
             try:
-                rec = json.loads(path.read_text(encoding="utf-8"))
-                key = (int(rec["start"]), int(rec["stop"]))
-                ok = key == (int(m.group(1)), int(m.group(2))) and isinstance(rec["sha256"], str)
+                rec = _as_record(json.loads(path.read_text(encoding="utf-8")))
+                key = (rec["start"], rec["stop"])
+                ok = key == (int(m.group(1)), int(m.group(2)))
             except (ValueError, KeyError, TypeError):
                 continue  # not a committed record: the shard is recomputed
             if ok and (self.directory / str(rec["file"])).is_file():
@@ -201,14 +247,14 @@ class ActivationStore:
         self._records = records
 
     @property
-    def shards(self) -> list[dict[str, Any]]:
+    def shards(self) -> list[ShardRecord]:
         """Commit records of the shards covering rows ``0 .. n_done`` (in row order)."""
-        by_start: dict[int, dict[str, Any]] = {}
+        by_start: dict[int, ShardRecord] = {}
         for (start, stop), rec in sorted(self._records.items()):
             best = by_start.get(start)
             if best is None or int(best["stop"]) < stop:
                 by_start[start] = rec
-        out: list[dict[str, Any]] = []
+        out: list[ShardRecord] = []
         pos = 0
         while pos in by_start and int(by_start[pos]["stop"]) > pos:
             out.append(by_start[pos])
@@ -229,9 +275,9 @@ class ActivationStore:
     def complete(self) -> bool:
         return self.n_done == self.meta.n_examples
 
-    def _write_manifest(self, shards: Sequence[dict[str, Any]]) -> None:
+    def _write_manifest(self, shards: Sequence[ShardRecord]) -> None:
         payload = {"format": _FORMAT, "meta": self.meta.to_json(), "shards": list(shards)}
-        _atomic_write_bytes(
+        atomic_write_bytes(
             self.directory / MANIFEST_NAME, json.dumps(payload, indent=1).encode("utf-8")
         )
 
@@ -245,7 +291,7 @@ class ActivationStore:
         return self.complete
 
     # ----------------------------------------------------------------------------- writing
-    def _check_block(self, block: NDArray[Any]) -> NDArray[Any]:
+    def _check_block(self, block: Activations) -> Activations:
         arr = np.asarray(block)
         shape = (len(self.meta.layers), self.meta.hidden_size)
         if arr.ndim != 3 or arr.shape[1:] != shape:
@@ -256,7 +302,7 @@ class ActivationStore:
             raise ValueError("block: contains NaN or infinite activations")
         return arr
 
-    def write_shard(self, start: int, block: NDArray[Any]) -> dict[str, Any]:
+    def write_shard(self, start: int, block: Activations) -> ShardRecord:
         """Store ``block`` as rows ``start:start+len(block)``: shard, then its commit record.
 
         Safe to call from several processes for disjoint row ranges; rewriting a range replaces
@@ -273,39 +319,61 @@ class ActivationStore:
         np.save(buf, arr, allow_pickle=False)
         payload = buf.getvalue()
         stem = f"shard-{int(start):010d}-{stop:010d}"
-        _atomic_write_bytes(self.directory / f"{stem}.npy", payload, site="shard")
-        record = {
-            "file": f"{stem}.npy",
-            "start": int(start),
-            "stop": stop,
-            "shape": list(arr.shape),
-            "sha256": hashlib.sha256(payload).hexdigest(),
-        }
-        _atomic_write_bytes(
+        atomic_write_bytes(self.directory / f"{stem}.npy", payload, site="shard")
+        record = ShardRecord(
+            file=f"{stem}.npy",
+            start=int(start),
+            stop=stop,
+            shape=list(arr.shape),
+            sha256=hashlib.sha256(payload).hexdigest(),
+            size=len(payload),
+        )
+        atomic_write_bytes(
             self.directory / f"{stem}.json", json.dumps(record).encode("utf-8"), site="record"
         )
         self._records[(int(start), stop)] = record
         return record
 
-    def append(self, block: NDArray[Any]) -> None:
+    def append(self, block: Activations) -> None:
         """Write the next rows (after :attr:`n_done`) as one shard and update the manifest."""
         self.write_shard(self.n_done, block)
         self.finalize()
 
     # ----------------------------------------------------------------------------- reading
-    def read_shard(self, record: dict[str, Any]) -> NDArray[Any]:
-        """One shard's rows, checked against the sha256 and shape of its record."""
+    def _payload(self, record: ShardRecord) -> tuple[bytes | None, str]:
+        """The shard's bytes and, when they disagree with its record, why (else ``""``)."""
         path = self.directory / str(record["file"])
         if not path.is_file():
-            raise ValueError(f"store {self.directory}: shard {record['file']} is missing")
+            return None, f"shard {record['file']} is missing"
         payload = path.read_bytes()  # hash and parse the same bytes
+        size = record.get("size")
+        if size is not None and len(payload) != size:
+            return payload, (
+                f"shard {record['file']} is corrupt or tampered with "
+                f"({len(payload)} bytes, record says {size})"
+            )
         actual = hashlib.sha256(payload).hexdigest()
         if actual != record["sha256"]:
-            raise ValueError(
-                f"store {self.directory}: shard {record['file']} is corrupt or tampered with "
+            return payload, (
+                f"shard {record['file']} is corrupt or tampered with "
                 f"(sha256 {actual}, record says {record['sha256']})"
             )
-        arr: NDArray[Any] = np.load(io.BytesIO(payload), allow_pickle=False)
+        return payload, ""
+
+    def verify(self) -> list[ShardRecord]:
+        """Commit records whose shard is missing or differs from them in size or sha256.
+
+        Re-reads the records on disk first; every committed shard is read once (not parsed).
+        """
+        self.refresh()
+        return [rec for rec in self._records.values() if self._payload(rec)[1]]
+
+    def read_shard(self, record: ShardRecord) -> Activations:
+        """One shard's rows, checked against the size, sha256 and shape of its record."""
+        payload, problem = self._payload(record)
+        if problem or payload is None:
+            raise ValueError(f"store {self.directory}: {problem}")
+        arr: Activations = np.load(io.BytesIO(payload), allow_pickle=False)
         rows = int(record["stop"]) - int(record["start"])
         if arr.shape != (rows, len(self.meta.layers), self.meta.hidden_size):
             raise ValueError(
@@ -313,7 +381,7 @@ class ActivationStore:
             )
         return arr
 
-    def load(self, *, allow_partial: bool = False) -> NDArray[Any]:
+    def load(self, *, allow_partial: bool = False) -> Activations:
         """All stored rows, every shard checked against its recorded sha256 and shape."""
         if not self.complete and not allow_partial:
             raise ValueError(

@@ -71,7 +71,7 @@ def tiny_model(arch: str, vocab_size: int) -> PreTrainedModel:
     return model.eval()
 
 
-TEXTS = [
+TEXTS: list[str | list[dict[str, str]]] = [
     "the patient needs help now",
     [
         {"role": "user", "content": "urgent chest pain bleeding"},
@@ -88,9 +88,9 @@ TEXTS = [
 ]
 
 
-def conversations(n: int) -> list[object]:
+def conversations(n: int) -> list[str | list[dict[str, str]]]:
     """``n`` deterministic conversations of varied length built from :data:`TEXTS`."""
-    out: list[object] = []
+    out: list[str | list[dict[str, str]]] = []
     for i in range(n):
         base = TEXTS[i % len(TEXTS)]
         if isinstance(base, str):

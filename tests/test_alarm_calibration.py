@@ -129,12 +129,12 @@ def test_permutation_invariance(mins: list[float], seed: int) -> None:
     for risk in ("false_alarm", "missed_detection"):
         np.testing.assert_array_equal(
             crc_thresholds(m, alpha=EPS, risk=risk),
-            crc_thresholds(m[perm], alpha=EPS, risk=risk),  # type: ignore[arg-type]
+            crc_thresholds(m[perm], alpha=EPS, risk=risk),
         )
         for bound in ("binomial", "hb", "hoeffding"):
             np.testing.assert_array_equal(
-                ucb_thresholds(m, alpha=EPS, risk=risk, bound=bound),  # type: ignore[arg-type]
-                ucb_thresholds(m[perm], alpha=EPS, risk=risk, bound=bound),  # type: ignore[arg-type]
+                ucb_thresholds(m, alpha=EPS, risk=risk, bound=bound),
+                ucb_thresholds(m[perm], alpha=EPS, risk=risk, bound=bound),
             )
 
 
@@ -168,7 +168,7 @@ def test_ucb_closed_form_is_the_sup_of_valid_lambdas(mins: list[float], bound: s
         p = pvalues.pvalues_from_counts(
             np.array([np.sum(m < v) for v in vals]),
             n,
-            eps,
+            alpha=eps,
             method=bound,  # type: ignore[arg-type]
         )
         ok = vals[p <= 0.1]
@@ -182,7 +182,7 @@ def test_ucb_binomial_is_clopper_pearson_dual() -> None:
     m = rng.uniform(size=300)
     for eps in EPS:
         res = ucb_threshold(m, alpha=eps, delta=0.1)
-        upper = pvalues.binomial_upper_bound(np.arange(301), 300, 0.1)
+        upper = pvalues.binomial_upper_bound(np.arange(301), 300, delta=0.1)
         c_max = int(np.flatnonzero(upper <= eps + 1e-12).max())
         assert res.count == c_max
         assert res.threshold == np.sort(m)[c_max]
@@ -190,8 +190,8 @@ def test_ucb_binomial_is_clopper_pearson_dual() -> None:
 
 def test_paper_variant_is_the_named_nonstandard_formula() -> None:
     # SPEC §1: 0.077 for the paper's formula vs 0.157 textbook HB at n=100, r=0.05, eps=0.1
-    p_paper = float(paper_nonstandard_hb_pvalue(np.array([5]), 100, 0.1)[0])
-    p_hb = float(pvalues.hb_pvalue(0.05, 100, 0.1))
+    p_paper = float(paper_nonstandard_hb_pvalue(np.array([5]), 100, alpha=0.1)[0])
+    p_hb = float(pvalues.hb_pvalue(0.05, 100, alpha=0.1))
     assert abs(p_paper - 0.077) < 0.001
     assert abs(p_hb - 0.157) < 0.001
     res = ucb_threshold(np.linspace(0, 1, 50), alpha=0.2, bound="paper_nonstandard_hb")
@@ -335,7 +335,7 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="grid"):
         crc_threshold(m, alpha=0.1, grid=[0.5, 0.1])
     with pytest.raises(ValueError, match="grid"):
-        crc_threshold(m, alpha=0.1, grid="fine")  # type: ignore[arg-type]
+        crc_threshold(m, alpha=0.1, grid="fine")
     only_correct = Trajectories.from_arrays([[0.5], [0.7]], [1, 1])
     with pytest.raises(ValueError, match="calibration: no incorrect"):
         crc_threshold(only_correct, alpha=0.1, risk="missed_detection")

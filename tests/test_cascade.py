@@ -182,3 +182,15 @@ def test_ragged_masks_and_junk_thresholds_are_named() -> None:
         accuracy([0, 1], [0.2, 0.8], threshold=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^threshold: must not be NaN"):
         accuracy([0, 1], [0.2, 0.8], threshold=float("nan"))
+
+
+def test_method_names_are_one_scheme_with_derived_labels() -> None:
+    from ctd_stats.cascade import METHOD_NAMES
+    from ctd_stats.cascade.budget_validation import VALIDATION_METHODS
+    from ctd_stats.cascade.calibration import CALIBRATED_METHODS
+    from ctd_stats.cascade.protocol import METHOD_LABELS
+
+    names = set(METHOD_NAMES) | set(CALIBRATED_METHODS) | set(VALIDATION_METHODS)
+    assert names == set(METHOD_LABELS)
+    assert all(n.isidentifier() and n == n.lower() for n in names)  # snake_case codes
+    assert METHOD_LABELS["budget_only"] == "Budget-only LTT" and METHOD_LABELS["ctd"] == "CTD"

@@ -76,7 +76,7 @@ def test_round_trip_is_exact(method: str, n: int, seed: int, alpha: float, stric
     x = t.probe if c.signal == "uncertainty" else t.dv
     assert np.array_equal(back.delegate(x), c.delegate(x))
     if not c.found:
-        assert back.threshold == math.inf and back.reason and "NOT FOUND" in repr(back)
+        assert back.threshold == math.inf and back.reason and "found=False" in repr(back)
 
 
 def test_payload_header_states_guarantee_n_and_data_hash() -> None:
@@ -120,7 +120,9 @@ def test_not_found_result_is_explicit() -> None:
     assert c.reason is not None and c.reason.startswith("n: 42 test points")
     # 0.99^n <= 0.1 needs 230 test points; with opt_fraction 0.3 that is n = 328
     assert c.min_n == 328 and 328 - int(0.3 * 328) >= 230 > 327 - int(0.3 * 327)
-    assert repr(c).splitlines()[0].startswith("ThresholdCalibration(CTD: NOT FOUND")
+    lines = repr(c).splitlines()
+    assert lines[0] == "ThresholdCalibration(method=ctd, found=False, threshold=inf)"
+    assert lines[1].startswith("  reason: n: 42 test points")  # the repr leads with why
     assert not c.delegate(t.dv).any()
     big = simulate_cascade(c.min_n, seed=3)
     assert calibrate_ctd(big.labels, big.probe, big.expert, big.dv, alpha=0.01).found
@@ -130,5 +132,5 @@ def test_compact_reprs() -> None:
     t = simulate_cascade(400, seed=4)
     c = calibrate_ctd(t.labels, t.probe, t.expert, t.dv, alpha=0.3)
     r = repr(c)
-    assert r.startswith("ThresholdCalibration(CTD: found") and len(r.splitlines()) <= 12
+    assert r.startswith("ThresholdCalibration(method=ctd, found=True") and len(r.splitlines()) <= 12
     assert "None (no guarantee)" in repr(calibrate_plug_in(t.dv, alpha=0.3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_reference_settings_follow_spec() -> None:
     assert s.n_thresholds == 100 and s.threshold_margin == 0.01
     assert np.allclose(budget_grid("reference"), np.linspace(0.05, 1.0, 20))
     assert np.allclose(budget_grid("paper_text"), np.linspace(0.05, 0.95, 20))
-    assert (s.delta, s.calib_fraction, s.opt_fraction, s.seed) == (0.1, 0.5, 0.3, 42)
+    assert (s.delta, s.calibration_fraction, s.opt_fraction, s.seed) == (0.1, 0.5, 0.3, 42)
     assert s.batch_sizes == (32, 64, 128) and s.performance == "accuracy"
     assert SETTINGS["reference_auroc"].performance == "auroc"
     assert list(topk_budgets(128)) == sorted(set(np.linspace(0, 128, 21).astype(int).tolist()))
@@ -82,7 +83,7 @@ def test_topk_delegates_exactly_k_per_full_batch(n: int, b: int, data: st.DataOb
     k = data.draw(st.integers(0, b))
     scores = np.random.default_rng(n * 1000 + b).random(n)
     for window in ("top", "median"):
-        mask = topk_masks(scores, batch_size=b, k=k, window=window)[0]  # type: ignore[arg-type]
+        mask = topk_masks(scores, batch_size=b, k=k, window=window)[0]
         n_full = n // b
         per_batch = mask[: n_full * b].reshape(n_full, b).sum(axis=1) if n_full else np.zeros(0)
         assert np.all(per_batch == k)
@@ -119,19 +120,19 @@ def test_oracle_topk_dominates_on_mean_value(n: int, b: int, data: st.DataObject
     oracle = topk_masks(v, batch_size=b, k=k)[0]
     for s in others:
         for window in ("top", "median"):
-            mask = topk_masks(s, batch_size=b, k=k, window=window)[0]  # type: ignore[arg-type]
+            mask = topk_masks(s, batch_size=b, k=k, window=window)[0]
             assert mask.sum() == oracle.sum()
             assert v[oracle].mean() >= v[mask].mean() - 1e-12
 
 
 def test_global_oracle() -> None:
     v = np.array([0.5, -0.2, 0.9, 0.0, 0.1, 0.3])
-    masks = global_oracle_masks(v, [0.3, 1.0])
+    masks = global_oracle_masks(v, alpha=[0.3, 1.0])
     # ⌈0.3·6⌉ = 2 → the two largest v; at α = 1 only the 4 inputs with v > 0
     assert set(np.flatnonzero(masks[0])) == {0, 2}
     assert set(np.flatnonzero(masks[1])) == {0, 2, 4, 5}
     # ⌈0.3 · 100⌉ must be 30 despite 0.3·100 = 30.000000000000004
-    assert global_oracle_masks(np.ones(100), 0.3).sum() == 30
+    assert global_oracle_masks(np.ones(100), alpha=0.3).sum() == 30
 
 
 def test_oracle_of_same_size_dominates_calibrated_policies() -> None:
@@ -156,7 +157,7 @@ def test_oracle_of_same_size_dominates_calibrated_policies() -> None:
 # calibrated policies
 
 
-def _cal(n: int = 800, seed: int = 0, params: SimulationParameters | None = None):  # type: ignore[no-untyped-def]
+def _cal(n: int = 800, seed: int = 0, params: SimulationParameters | None = None):
     return simulate_cascade(n, seed=seed, params=params)
 
 
@@ -186,7 +187,7 @@ def test_ctd_never_worse_than_probe_only_on_its_opt_risk() -> None:
                     labels=t.labels,
                     alpha=alpha,
                     performance=perf,
-                    seed=seed,  # type: ignore[arg-type]
+                    seed=seed,
                 )
                 assert c.found and c.index is not None
                 # the largest threshold delegates nothing: the probe-only cascade
@@ -280,7 +281,7 @@ def test_faic_of_oracle_is_one_and_of_probe_is_zero() -> None:
     a = np.linspace(0.05, 1.0, 20)
     oracle = 0.7 + 0.2 * np.minimum(a, 0.5)
     budgets = np.minimum(a, 0.6)
-    kw = {
+    kw: dict[str, Any] = {
         "oracle_alphas": a,
         "oracle_values": oracle,
         "oracle_budgets": budgets,
@@ -332,8 +333,8 @@ def test_budgets_outside_unit_interval_are_rejected(alpha: float) -> None:
         calibrate_ctd(dv=t.dv, probe=t.probe, expert=t.expert, labels=t.labels, alpha=alpha)
     with pytest.raises(ValueError, match="alpha"):
         calibrate_budget_only(scores=t.dv, alpha=alpha)
-    with pytest.raises(ValueError, match="alphas"):
-        global_oracle_masks(t.values(), [alpha])
+    with pytest.raises(ValueError, match="^alpha"):
+        global_oracle_masks(t.values(), alpha=[alpha])
     with pytest.raises(ValueError, match="budgets"):
         CTDSettings(budgets=(0.5, alpha))
 
@@ -359,7 +360,8 @@ def test_protocol_junk_is_refused_with_the_argument_name() -> None:
     # the same random.sample as before for an np.int64 seed (Python's random refused it)
     g = np.array(["a"] * 7)
     assert np.array_equal(
-        cap_group_indices(g, cap=3, seed=np.int64(4)), cap_group_indices(g, cap=3, seed=4)
+        cap_group_indices(g, cap=3, seed=cast(int, np.int64(4))),
+        cap_group_indices(g, cap=3, seed=4),
     )
 
 
@@ -393,8 +395,13 @@ def test_bad_calibration_inputs() -> None:
         )
     with pytest.raises(ValueError, match="performance"):
         calibrate_ctd(
-            dv=t.dv, probe=t.probe, expert=t.expert, labels=t.labels, alpha=0.3, performance="f1"
-        )  # type: ignore[arg-type]
+            dv=t.dv,
+            probe=t.probe,
+            expert=t.expert,
+            labels=t.labels,
+            alpha=0.3,
+            performance="f1",  # type: ignore[arg-type]
+        )
     with pytest.raises(ValueError, match="delta"):
         calibrate_ctd(
             dv=t.dv, probe=t.probe, expert=t.expert, labels=t.labels, alpha=0.3, delta=0.0
@@ -406,7 +413,7 @@ def test_bad_calibration_inputs() -> None:
     with pytest.raises(ValueError, match="settings"):
         sweep(t, settings="nope")
     with pytest.raises(TypeError, match="table"):
-        sweep(t.dv)  # type: ignore[arg-type]
+        sweep(t.dv)
     with pytest.raises(ValueError, match="probe"):
         uncertainty_score([1.5], reference=[0.2, 0.3])
 

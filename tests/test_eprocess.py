@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from ctd_stats._streaming import NO_ALARM
-from ctd_stats._validation import FloatArray
 from ctd_stats.logistic import fit_logistic_l2
 from ctd_stats.online.eprocess import (
     ChangePointModel,
     EProcessMonitor,
+    EProcessState,
     EValuatorModel,
     LikelihoodRatioModel,
     conformal_threshold,
@@ -31,6 +31,7 @@ from ctd_stats.online.eprocess import (
     ville_threshold,
 )
 from ctd_stats.online.trajectories import Trajectories, load_verifier_scores
+from ctd_stats.typing import FloatArray
 
 DATA_DIR = os.environ.get("CTD_STATS_DATA_DIR")
 needs_data = pytest.mark.skipif(
@@ -138,9 +139,9 @@ def test_evaluator_bad_input() -> None:
         EValuatorModel.fit(Trajectories.from_arrays([[0.5]]))
     tr = _toy(100)
     with pytest.raises(ValueError, match=r"^alpha:"):
-        evaluator_monitor(tr, [0.1, 1.0])
+        evaluator_monitor(tr, alpha=[0.1, 1.0])
     with pytest.raises(ValueError, match="threshold"):
-        evaluator_monitor(tr, 0.1, threshold="bonferroni")
+        evaluator_monitor(tr, alpha=0.1, threshold="bonferroni")
     with pytest.raises(ValueError, match="prior"):
         EValuatorModel.fit(tr, prior="uniform")
     with pytest.raises(ValueError, match="log_m"):
@@ -154,7 +155,7 @@ def _brute_force_cp(scores: np.ndarray, rho: float) -> np.ndarray:
     for t in range(1, len(scores) + 1):
         m = (1 - rho) ** t
         for k in range(1, t + 1):
-            m += rho * (1 - rho) ** (k - 1) * np.prod(r[k - 1 : t])
+            m += rho * (1 - rho) ** (k - 1) * float(np.prod(r[k - 1 : t]))
         out.append(math.log(m))
     return np.array(out)
 
@@ -277,7 +278,7 @@ def test_first_alarms_refuse_junk_with_the_argument_name() -> None:
     with pytest.raises(TypeError, match=r"^seed: expected an integer or a numpy Generator"):
         eprocess_first_alarms(tr, lm, randomized_ville_threshold(0.1), seed="")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^calibration: expected a Trajectories"):
-        evaluator_monitor(None, 0.1)  # type: ignore[arg-type]
+        evaluator_monitor(None, alpha=0.1)  # type: ignore[arg-type]
 
 
 def test_thresholds_monotone_in_alpha_and_delta() -> None:
@@ -355,7 +356,7 @@ def test_evaluator_pac_false_alarms_on_simulated_data() -> None:
     for _ in range(runs):
         cal = simulate_trajectories(rng, 400)
         mon = evaluator_monitor(
-            cal, alpha, threshold="pac", delta=delta, split_seed=int(rng.integers(1 << 30))
+            cal, alpha=alpha, threshold="pac", delta=delta, split_seed=int(rng.integers(1 << 30))
         )
         fa = np.mean(mon.first_alarm_steps(test)[:, 0] != NO_ALARM)
         v += fa > alpha + 0.02  # 4000 test trajectories: ±0.02 covers the test-pool noise
@@ -392,7 +393,15 @@ def test_evaluator_reproduces_published_math_numbers() -> None:
     assert labels is not None
     assert abs(labels.mean() - 0.579) < 5e-4  # published baseline accuracy: same test split
     for method, delta in (("ville", 0.1), ("pac", 0.05)):
-        mon = evaluator_monitor(cal, [0.1, 0.3], threshold=method, delta=delta, prior="per_step")
+        anytime = method == "ville"
+        mon = evaluator_monitor(
+            cal,
+            alpha=None if anytime else [0.1, 0.3],
+            level=[0.1, 0.3] if anytime else None,
+            threshold=method,
+            delta=delta,
+            prior="per_step",
+        )
         alarms = mon.first_alarm_steps(test) != NO_ALARM
         for j, alpha in enumerate((0.1, 0.3)):
             if (method, alpha) not in PUBLISHED:
@@ -432,3 +441,28 @@ def test_streaming_equals_vectorised(parts: list[list[float]], which: str, alpha
 def test_streaming_rejects_randomized_ville() -> None:
     with pytest.raises(ValueError, match="threshold"):
         EProcessMonitor(model=_FITTED, threshold=randomized_ville_threshold(0.1))
+
+
+def test_change_point_stream_keeps_one_number_and_matches_the_batch_exactly() -> None:
+    """The change-point monitor keeps log A_t only: O(1) checkpoints, the batch's exact values."""
+    model = ChangePointModel(pre=PRE, post=POST, rho=RHO)
+    mon = EProcessMonitor(model=model, threshold=ville_threshold(1e-300))  # never alarms
+    xs = PRE.rvs(size=10_000, random_state=np.random.default_rng(5))
+    batch = model.log_ratio(Trajectories(scores=xs, offsets=np.array([0, xs.size])))
+    state = mon.init()
+    stats_ = []
+    for x in xs[:10]:
+        state, step = mon.update(state, float(x))
+        stats_.append(step.statistic)
+    early = state
+    assert early.prefix == () and len(early.carry) == 1
+    resumed = EProcessState.from_json(early.to_json())
+    assert resumed == early
+    trace = mon.run(xs[10:], state=resumed)
+    stats_.extend(trace.statistic.tolist())
+    end = trace.state
+    assert end.t == 10_000 and end.prefix == () and len(end.carry) == 1
+    # the checkpoint does not grow with t (only t's digits and the float's text may differ)
+    assert len(end.to_json()) <= len(early.to_json()) + 16
+    assert np.array_equal(np.asarray(stats_), batch)  # bit for bit, through a checkpoint
+    assert end.log_m == batch[-1]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
-from ctd_stats import fixed_sequence, holm, learn_then_test
-from ctd_stats.pvalues import binomial_pvalue
+from ctd_stats import LTTResult, fixed_sequence, holm, learn_then_test, split_indices
+from ctd_stats._serialize import array_sha256
+from ctd_stats.fwer import Order, Procedure
+from ctd_stats.ltt import LTTProcedure
+from ctd_stats.pvalues import PValueMethod, binomial_pvalue
 
 GRID = np.linspace(0.0, 1.0, 51)
 
@@ -41,13 +47,13 @@ def test_counts_and_losses_give_the_same_result() -> None:
 def test_result_matches_pvalues_then_fwer() -> None:
     losses = _delegation_losses(200, 2)
     res = learn_then_test(losses, alpha=0.3, delta=0.05, order="descending")
-    p = binomial_pvalue(losses.sum(axis=0).astype(int), 200, 0.3)
+    p = binomial_pvalue(losses.sum(axis=0).astype(int), 200, alpha=0.3)
     np.testing.assert_allclose(res.pvalues, p)
     np.testing.assert_array_equal(
-        res.certified, fixed_sequence(p, 0.05, order="descending").rejected
+        res.certified, fixed_sequence(p, delta=0.05, order="descending").rejected
     )
     res_h = learn_then_test(losses, alpha=0.3, delta=0.05, procedure="holm")
-    np.testing.assert_array_equal(res_h.certified, holm(p, 0.05).rejected)
+    np.testing.assert_array_equal(res_h.certified, holm(p, delta=0.05).rejected)
 
 
 def test_multi_risk_uses_the_max_pvalue() -> None:
@@ -209,7 +215,7 @@ def test_readme_snippet() -> None:
 )
 @pytest.mark.parametrize("strict", [False, True])
 def test_min_n_is_the_smallest_n_that_could_have_worked(
-    procedure: str, order: str | None, level_div: int, strict: bool
+    procedure: Procedure, order: Order | None, level_div: int, strict: bool
 ) -> None:
     alpha, delta = 0.1, 0.1
     res = learn_then_test(
@@ -217,9 +223,9 @@ def test_min_n_is_the_smallest_n_that_could_have_worked(
         n=3,
         alpha=alpha,
         delta=delta,
-        procedure=procedure,  # type: ignore[arg-type]
+        procedure=procedure,
         order=order,
-        strict=strict,  # type: ignore[arg-type]
+        strict=strict,
     )
     assert not res.found and res.min_n is not None and res.reason is not None
     assert res.reason.startswith("too few calibration points")
@@ -290,21 +296,26 @@ def _assert_same(a: object, b: object) -> None:
     st.booleans(),
 )
 def test_json_round_trip_is_exact(
-    n: int, m: int, alpha: float, delta: float, procedure: str, method: str, strict: bool
+    n: int,
+    m: int,
+    alpha: float,
+    delta: float,
+    procedure: Procedure,
+    method: PValueMethod,
+    strict: bool,
 ) -> None:
-    from ctd_stats import LTTResult
 
     rng = np.random.default_rng(n * 100 + m)
     losses = rng.uniform(size=(n, m)) < np.linspace(0.0, 0.6, m)
-    order = None if procedure in ("holm", "bonferroni") and n % 2 else "ascending"
+    order: Order | None = None if procedure in ("holm", "bonferroni") and n % 2 else "ascending"
     res = learn_then_test(
         losses.astype(float),
         alpha=alpha,
         delta=delta,
-        method=method,  # type: ignore[arg-type]
+        method=method,
         procedure=procedure,
         order=order,
-        strict=strict,  # type: ignore[arg-type]
+        strict=strict,
     )
     back = LTTResult.from_json(res.to_json())
     _assert_same(res, back)
@@ -314,9 +325,6 @@ def test_json_round_trip_is_exact(
 
 def test_json_header_states_the_guarantee_and_refuses_tampering() -> None:
     import json
-
-    from ctd_stats import LTTResult
-    from ctd_stats._serialize import array_sha256
 
     k = np.array([40, 20, 5, 0])
     res = learn_then_test(counts=k, n=100, alpha=0.2, delta=0.1, order="descending")
@@ -331,3 +339,181 @@ def test_json_header_states_the_guarantee_and_refuses_tampering() -> None:
     payload["fields"]["delta"] = 0.5
     with pytest.raises(ValueError, match="text: checksum mismatch"):
         LTTResult.from_json(json.dumps(payload))
+
+
+def test_calibration_sha256_is_of_the_data_at_call_time() -> None:
+    # The hash is computed when first read (serialisation), yet it identifies the data the
+    # calibration saw: changing the caller's arrays afterwards does not change it.
+    k = np.array([40, 20, 5, 0])
+    losses = np.zeros((30, 3))
+    expected_k, expected_losses = array_sha256(k), array_sha256(losses)
+    res_k = learn_then_test(counts=k, n=100, alpha=0.2, delta=0.1, order="descending")
+    res_l = learn_then_test(losses, alpha=0.2, delta=0.1, order="descending", method="hb")
+    k[0], losses[0, 0] = 41, 1.0
+    assert res_k.calibration_sha256 == expected_k
+    assert res_l.calibration_sha256 == expected_losses
+    back = LTTResult.from_json(res_k.to_json())
+    assert back == res_k and back.calibration_sha256 == expected_k
+
+
+# --------------------------------------------------------------------------- per-threshold n
+def test_per_threshold_n_gives_exact_binomials_per_grid_point_and_risk() -> None:
+    rng = np.random.default_rng(23)
+    n = rng.integers(0, 80, size=(2, 40))
+    k = (rng.uniform(size=n.shape) * (n + 1)).astype(np.int64)
+    res = learn_then_test(counts=k, n=n, alpha=[0.2, 0.35], delta=0.1, procedure="holm")
+    want = np.asarray(stats.binom.cdf(k, n, np.array([[0.2], [0.35]])))
+    assert np.array_equal(res.risk_pvalues, want)  # element-wise, bit for bit (n = 0: p = 1)
+    assert np.array_equal(res.pvalues, want.max(axis=0))
+    assert res.sample_sizes is not None and np.array_equal(res.sample_sizes, n)
+    col = np.array([[80], [90]])
+    one = learn_then_test(counts=k, n=col, alpha=[0.2, 0.35], delta=0.1, procedure="holm")
+    assert np.array_equal(one.risk_pvalues, stats.binom.cdf(k, [[80], [90]], [[0.2], [0.35]]))
+
+
+@pytest.mark.parametrize("method", ["binomial", "hoeffding", "hoeffding_kl", "bentkus", "hb"])
+@pytest.mark.parametrize("procedure", ["holm", "fixed_sequence", "bonferroni", "fallback"])
+def test_scalar_n_as_an_array_and_an_all_true_mask_are_ordinary_ltt(
+    method: PValueMethod, procedure: LTTProcedure
+) -> None:
+    rng = np.random.default_rng(5)
+    losses = rng.uniform(size=(300, 30)) < np.linspace(0.05, 0.5, 30)
+    plain = learn_then_test(
+        losses,
+        alpha=0.25,
+        delta=0.1,
+        method=method,
+        procedure=procedure,
+        order="ascending",
+    )
+    full = learn_then_test(
+        losses.astype(float),
+        where=np.ones_like(losses),
+        alpha=0.25,
+        delta=0.1,
+        method=method,
+        procedure=procedure,
+        order="ascending",
+    )
+    arr = learn_then_test(
+        counts=losses.sum(0),
+        n=np.full(30, 300),
+        alpha=0.25,
+        delta=0.1,
+        method=method,
+        procedure=procedure,
+        order="ascending",
+    )
+    for other in (full, arr):
+        assert np.array_equal(plain.pvalues, other.pvalues)
+        assert np.array_equal(plain.indices, other.indices)
+
+
+@pytest.mark.parametrize("method", ["binomial", "hoeffding", "hoeffding_kl", "bentkus", "hb"])
+def test_where_equals_counts_bit_for_bit(method: PValueMethod) -> None:
+    rng = np.random.default_rng(9)
+    losses = rng.uniform(size=(2, 200, 25)) < 0.2
+    where = rng.uniform(size=losses.shape) < 0.5
+    a = learn_then_test(
+        losses,
+        where=where,
+        alpha=[0.3, 0.4],
+        delta=0.1,
+        method=method,
+        procedure="holm",
+    )
+    b = learn_then_test(
+        losses.astype(float),
+        where=where,
+        alpha=[0.3, 0.4],
+        delta=0.1,
+        method=method,
+        procedure="holm",
+    )
+    c = learn_then_test(
+        counts=(losses * where).sum(axis=-2),
+        n=where.sum(axis=-2),
+        alpha=[0.3, 0.4],
+        delta=0.1,
+        method=method,
+        procedure="holm",
+    )
+    assert np.array_equal(a.risk_pvalues, c.risk_pvalues)
+    assert np.array_equal(b.risk_pvalues, c.risk_pvalues)
+
+
+def test_wsr_with_where_bets_on_the_selected_rows_in_order() -> None:
+    from ctd_stats.pvalues import wsr_pvalue
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(120, 6)) * 0.6
+    where = rng.uniform(size=x.shape) < 0.6
+    where[:, 5] = False
+    res = learn_then_test(x, where=where, alpha=0.4, delta=0.1, method="wsr", procedure="holm")
+    for j in range(5):
+        assert res.pvalues[j] == float(wsr_pvalue(x[where[:, j], j], alpha=0.4, delta=0.1))
+    assert res.pvalues[5] == 1.0
+
+
+def test_a_threshold_with_too_few_rows_blocking_the_sequence_is_named() -> None:
+    res = learn_then_test(counts=[0, 0, 3], n=[0, 4, 500], alpha=0.2, delta=0.1, order="ascending")
+    assert not res.found and res.min_n == 11
+    assert res.reason is not None and res.reason.startswith("grid point 0, tested first, has n = 0")
+    assert "at least 11 are needed at alpha = 0.2, delta = 0.1" in res.reason
+    holm = learn_then_test(counts=[0, 0, 3], n=[0, 4, 500], alpha=0.2, delta=0.1, procedure="holm")
+    assert holm.certified.tolist() == [False, False, True]  # Holm does not stop there
+    small = learn_then_test(counts=[0, 0], n=[2, 4], alpha=0.2, delta=0.1, procedure="holm")
+    assert small.reason is not None and small.reason.startswith("too few calibration points")
+
+
+def test_split_fixed_sequence_learns_the_order_on_the_other_rows() -> None:
+    rng = np.random.default_rng(1)
+    unsafe = rng.uniform(size=2000) < 0.3
+    score = np.where(unsafe, rng.beta(4, 2, 2000), rng.beta(2, 4, 2000))
+    grid = np.linspace(0, 1, 101)
+    flagged = score[:, None] > grid[None, :]
+    losses = flagged & ~unsafe[:, None]
+    res = learn_then_test(
+        losses, where=flagged, alpha=0.2, delta=0.1, procedure="split_fixed_sequence", seed=7
+    )
+    assert res.found and (res.n_opt, res.n) == (600, 1400)
+    assert res.order is not None and np.array_equal(np.sort(res.order), np.arange(101))
+    first = split_indices(2000, first_fraction=0.3, seed=7)
+    opt = learn_then_test(
+        losses[first.first], where=flagged[first.first], alpha=0.2, delta=0.1, procedure="holm"
+    )
+    assert np.array_equal(res.order, np.argsort(opt.pvalues, kind="stable"))
+    test = learn_then_test(
+        losses[first.second],
+        where=flagged[first.second],
+        alpha=0.2,
+        delta=0.1,
+        procedure="fixed_sequence",
+        order=res.order,
+    )
+    assert np.array_equal(res.indices, test.indices)
+    fixed = learn_then_test(losses, where=flagged, alpha=0.2, delta=0.1, order="descending")
+    assert not fixed.found  # the natural order starts where nothing is flagged
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"counts": [1, 2], "n": [3, 4, 5]}, "n"),
+        ({"counts": [1, 6], "n": [3, 4]}, "counts"),
+        ({"counts": [1, 2], "n": [-1, 4]}, "n"),
+        ({"counts": [1, 2], "n": [3.5, 4]}, "n"),
+        ({"losses": np.zeros((3, 2)), "where": np.ones((3, 3), dtype=bool)}, "where"),
+        ({"losses": np.zeros((3, 2)), "where": np.ones((3, 2))}, "where"),
+        ({"counts": [1, 2], "n": 4, "where": np.ones((3, 2), dtype=bool)}, "where"),
+        ({"counts": [1, 2], "n": 4, "procedure": "split_fixed_sequence"}, "procedure"),
+        (
+            {"losses": np.zeros((3, 2)), "procedure": "split_fixed_sequence", "opt_fraction": 1.5},
+            "opt_fraction",
+        ),
+    ],
+)
+def test_bad_conditional_input_names_the_argument(kwargs: dict[str, Any], name: str) -> None:
+    args: dict[str, Any] = {"alpha": 0.2, "delta": 0.1, "procedure": "holm", **kwargs}
+    with pytest.raises(ValueError, match=f"^{name}"):
+        learn_then_test(**args)

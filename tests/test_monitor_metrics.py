@@ -17,7 +17,7 @@ from ctd_stats.online.monitor_metrics import (
     aggregate,
     crc_method,
     default_methods,
-    monitor_metrics,
+    compute_monitor_metrics,
     run_monitor_experiment,
     split_by_trajectory,
     ucb_method,
@@ -44,7 +44,7 @@ def test_metrics_by_hand() -> None:
     tr = _example()
     first = first_alarm_steps(tr, 0.4)  # [-1, 1, 1, 0, -1]
     np.testing.assert_array_equal(first, [NO_ALARM, 1, 1, 0, NO_ALARM])
-    m = monitor_metrics(tr, first)
+    m = compute_monitor_metrics(tr, first)
     assert m.n_correct == 2 and m.n_incorrect == 3
     assert m.n_false_alarms == 1 and m.false_alarm_rate == 0.5
     assert m.n_detections == 2 and math.isclose(m.power, 2 / 3)
@@ -54,7 +54,7 @@ def test_metrics_by_hand() -> None:
 
 def test_nothing_detected_gives_delay_one() -> None:
     tr = _example()
-    m = monitor_metrics(tr, np.full(5, NO_ALARM))
+    m = compute_monitor_metrics(tr, np.full(5, NO_ALARM))
     assert m.power == 0.0 and m.detection_delay == 1.0 and m.false_alarm_rate == 0.0
 
 
@@ -67,7 +67,7 @@ def test_unit_weights_give_step_fraction(parts: list[list[float]], lam: float) -
     labels = [0] * len(parts)
     tr = Trajectories.from_arrays(parts, labels)
     first = first_alarm_steps(tr, lam)
-    m = monitor_metrics(tr, first)
+    m = compute_monitor_metrics(tr, first)
     det = first != NO_ALARM
     expected = np.mean((first[det] + 1) / tr.lengths[det]) if det.any() else 1.0
     assert math.isclose(m.detection_delay, expected, rel_tol=1e-12)
@@ -77,7 +77,8 @@ def test_unit_weights_give_step_fraction(parts: list[list[float]], lam: float) -
 def test_split_reproduces_reference_choice_of_ids() -> None:
     ids = np.array([f"p{i}" for i in range(37)])
     for seed in range(5):
-        cal, test = split_by_trajectory(37, 0.2, seed)
+        split = split_by_trajectory(37, calibration_fraction=0.2, seed=seed)
+        cal, test = split.calibration, split.test
         ref = np.random.default_rng(seed).choice(ids, size=int(0.2 * 37), replace=False)
         assert set(ids[cal]) == set(ref)
         assert len(np.intersect1d(cal, test)) == 0 and len(cal) + len(test) == 37
@@ -86,14 +87,14 @@ def test_split_reproduces_reference_choice_of_ids() -> None:
 def test_driver_matches_manual_computation() -> None:
     tr = simulate_trajectories(np.random.default_rng(0), 300)
     eps = np.array([0.1, 0.3])
-    res = run_monitor_experiment(tr, eps, methods={"crc": crc_method()}, n_splits=3, seed=5)
+    res = run_monitor_experiment(tr, alpha=eps, methods={"crc": crc_method()}, n_splits=3, seed=5)
     assert res.false_alarm_rate.shape == (1, 3, 2)
     for s in range(3):
-        cal_idx, test_idx = split_by_trajectory(300, 0.2, 5 + s)
-        cal, test = tr.subset(cal_idx), tr.subset(test_idx)
+        split = split_by_trajectory(300, calibration_fraction=0.2, seed=5 + s)
+        cal, test = tr.subset(split.calibration), tr.subset(split.test)
         lam = crc_thresholds(cal, alpha=eps)
         for j in range(2):
-            m = monitor_metrics(test, first_alarm_steps(test, float(lam[j])))
+            m = compute_monitor_metrics(test, first_alarm_steps(test, float(lam[j])))
             assert res.false_alarm_rate[0, s, j] == m.false_alarm_rate
             assert res.power[0, s, j] == m.power
             assert math.isclose(res.detection_delay[0, s, j], m.detection_delay, rel_tol=1e-12)
@@ -110,24 +111,24 @@ def test_custom_method_and_bad_input() -> None:
     def never(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
         return np.full((test.n_trajectories, len(alpha)), NO_ALARM, dtype=np.int64)
 
-    res = run_monitor_experiment(tr, [0.2], methods={"never": never}, n_splits=2)
+    res = run_monitor_experiment(tr, alpha=[0.2], methods={"never": never}, n_splits=2)
     assert np.all(res.power == 0) and np.all(res.detection_delay == 1.0)
 
     def wrong(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
         return np.zeros(test.n_trajectories, dtype=np.int64)
 
     with pytest.raises(ValueError, match="methods"):
-        run_monitor_experiment(tr, [0.2], methods={"wrong": wrong}, n_splits=1)
+        run_monitor_experiment(tr, alpha=[0.2], methods={"wrong": wrong}, n_splits=1)
     with pytest.raises(ValueError, match=r"^alpha:"):
-        run_monitor_experiment(tr, [0.2, 1.0], methods={"never": never})
+        run_monitor_experiment(tr, alpha=[0.2, 1.0], methods={"never": never})
     with pytest.raises(ValueError, match="calibration_fraction"):
-        run_monitor_experiment(tr, [0.2], methods={"never": never}, calibration_fraction=1.0)
+        run_monitor_experiment(tr, alpha=[0.2], methods={"never": never}, calibration_fraction=1.0)
     with pytest.raises(ValueError, match="labels are required"):
-        run_monitor_experiment(Trajectories.from_arrays([[0.1], [0.2]]), [0.2])
+        run_monitor_experiment(Trajectories.from_arrays([[0.1], [0.2]]), alpha=[0.2])
     with pytest.raises(ValueError, match="first_alarms"):
-        monitor_metrics(_example(), [0, 0, 0, 0, 5])
+        compute_monitor_metrics(_example(), [0, 0, 0, 0, 5])
     with pytest.raises(ValueError, match="first_alarms"):
-        monitor_metrics(_example(), [0, 0])
+        compute_monitor_metrics(_example(), [0, 0])
     with pytest.raises(ValueError, match="name"):
         res.method("crc")
 
@@ -135,23 +136,23 @@ def test_custom_method_and_bad_input() -> None:
 def test_junk_is_refused_with_the_argument_name() -> None:
     tr = _example()
     with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got NoneType"):
-        monitor_metrics(None, 0)  # type: ignore[arg-type]
+        compute_monitor_metrics(None, 0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^first_alarms: cannot be read as an array"):
-        monitor_metrics(tr, [[0, 1, 1], [1, 1], [1]])
+        compute_monitor_metrics(tr, [[0, 1, 1], [1, 1], [1]])
     with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got bool"):
-        run_monitor_experiment(True, [0.2])  # type: ignore[arg-type]
+        run_monitor_experiment(True, alpha=[0.2])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^methods: expected a mapping"):
-        run_monitor_experiment(tr, [0.2], methods=[[0, 1]])  # type: ignore[arg-type]
+        run_monitor_experiment(tr, alpha=[0.2], methods=[[0, 1]])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^seed: expected an integer"):
-        run_monitor_experiment(tr, [0.2], seed=0.5)  # type: ignore[arg-type]
+        run_monitor_experiment(tr, alpha=[0.2], seed=0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^seed: must lie in"):
-        run_monitor_experiment(tr, [0.2], seed=-1)
+        run_monitor_experiment(tr, alpha=[0.2], seed=-1)
 
     def floats(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> FloatArray:
         return np.zeros((test.n_trajectories, len(alpha)))
 
     with pytest.raises(ValueError, match=r"^methods: 'floats': expected integer steps"):
-        run_monitor_experiment(tr, [0.2], methods={"floats": floats}, n_splits=1)  # type: ignore[dict-item]
+        run_monitor_experiment(tr, alpha=[0.2], methods={"floats": floats}, n_splits=1)  # type: ignore[dict-item]
     with pytest.raises(TypeError, match=r"^trajectories: expected a Trajectories, got NoneType"):
         first_alarm_steps(None, 0.5)  # type: ignore[arg-type]
     for junk in ("", None, False):
@@ -164,7 +165,7 @@ def test_protocol_on_simulated_data_controls_false_alarms() -> None:
     tr = simulate_trajectories(np.random.default_rng(2), 3000)
     eps = np.array([0.1, 0.3])
     res = run_monitor_experiment(
-        tr, eps, methods={"crc": crc_method(), "ucb": ucb_method()}, n_splits=20
+        tr, alpha=eps, methods={"crc": crc_method(), "ucb": ucb_method()}, n_splits=20
     )
     crc, ucb = res.false_alarm_rate[0], res.false_alarm_rate[1]
     assert np.all(crc.mean(axis=0) <= eps + 4 * crc.std(axis=0, ddof=1) / math.sqrt(20))
@@ -182,7 +183,7 @@ def test_math_ten_split_protocol_controls_false_alarms() -> None:
     tr = load_verifier_scores("math")
     eps = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
     methods = default_methods()
-    res = run_monitor_experiment(tr, eps, methods={k: methods[k] for k in ("crc", "ucb")})
+    res = run_monitor_experiment(tr, alpha=eps, methods={k: methods[k] for k in ("crc", "ucb")})
     crc = res.false_alarm_rate[res.method("crc")]
     ucb = res.false_alarm_rate[res.method("ucb")]
     assert np.all(ucb.mean(axis=0) <= eps)
@@ -199,7 +200,7 @@ def test_math_missed_detection_control() -> None:
     eps = np.array([0.05, 0.1, 0.3, 0.5, 0.7, 0.9])
     res = run_monitor_experiment(
         tr,
-        eps,
+        alpha=eps,
         methods={
             "crc": crc_method(risk="missed_detection"),
             "ucb": ucb_method(risk="missed_detection"),
@@ -225,9 +226,9 @@ def test_metrics_invariant_to_trajectory_order(
     tokens = [rng.integers(1, 5, size=len(p)) for p in parts]
     tr = Trajectories.from_arrays(parts, labels, tokens=tokens)
     perm = rng.permutation(len(parts))
-    a = monitor_metrics(tr, first_alarm_steps(tr, lam))
+    a = compute_monitor_metrics(tr, first_alarm_steps(tr, lam))
     shuffled = tr.subset(perm)
-    b = monitor_metrics(shuffled, first_alarm_steps(shuffled, lam))
+    b = compute_monitor_metrics(shuffled, first_alarm_steps(shuffled, lam))
     assert (a.n_false_alarms, a.n_detections) == (b.n_false_alarms, b.n_detections)
     for x, y in ((a.false_alarm_rate, b.false_alarm_rate), (a.power, b.power)):
         assert (math.isnan(x) and math.isnan(y)) or x == y
@@ -236,9 +237,9 @@ def test_metrics_invariant_to_trajectory_order(
 
 def test_result_reprs_are_compact() -> None:
     tr = simulate_trajectories(np.random.default_rng(2), 200)
-    res = run_monitor_experiment(tr, [0.1, 0.2], methods={"crc": crc_method()}, n_splits=2)
+    res = run_monitor_experiment(tr, alpha=[0.1, 0.2], methods={"crc": crc_method()}, n_splits=2)
     assert res.alpha.tolist() == [0.1, 0.2]
     summ = aggregate(res)
     assert summ.alpha.tolist() == [0.1, 0.2]
-    for obj in (res, summ, summ.power, monitor_metrics(tr, first_alarm_steps(tr, 0.3))):
+    for obj in (res, summ, summ.power, compute_monitor_metrics(tr, first_alarm_steps(tr, 0.3))):
         assert len(repr(obj).splitlines()) <= 12

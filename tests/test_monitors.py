@@ -69,8 +69,9 @@ def test_running_minima_match_python(parts: list[list[float]]) -> None:
 
 def test_alarm_is_strict_and_absorbing() -> None:
     mon = ThresholdMonitor(threshold=0.5)
-    flags = mon.run([0.7, 0.5, 0.4, 0.9, 0.6])
-    np.testing.assert_array_equal(flags, [0, 0, 1, 1, 1])
+    trace = mon.run([0.7, 0.5, 0.4, 0.9, 0.6])
+    np.testing.assert_array_equal(trace.alarm, [0, 0, 1, 1, 1])
+    assert trace.alarm_step == 2 and trace.state.t == 5
     state = mon.init()
     state, r1 = mon.update(state, 0.3)
     state, r2 = mon.update(state, 0.1)

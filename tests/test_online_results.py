@@ -147,9 +147,9 @@ def test_conformal_too_few_points() -> None:
 
 def test_threshold_vocabulary() -> None:
     v = ville_threshold(0.05)
-    assert v.level == 0.05 and v.alpha is None and v.rate == 0.05 and v.found
+    assert v.rate == 0.05 and v.delta is None and v.found and v.method == "ville"
     p = pac_threshold(np.arange(50.0), alpha=0.1, delta=0.05)
-    assert p.alpha == 0.1 and p.level is None and p.delta == 0.05
+    assert p.rate == 0.1 and p.delta == 0.05 and p.method == "pac"
     with pytest.raises(ValueError, match=r"^level:"):
         ville_threshold(1.0)
     with pytest.raises(TypeError):

@@ -75,9 +75,9 @@ def test_pareto_test_follows_spec_steps() -> None:
     assert res.found and res.index is not None
     # Front tested from the largest threshold down; certified = fixed-sequence prefix of it.
     assert np.all(np.diff(res.front) < 0)
-    p = binomial_pvalue(prob["ht"].sum(axis=0), prob["ht"].shape[0], 0.3)
+    p = binomial_pvalue(prob["ht"].sum(axis=0), prob["ht"].shape[0], alpha=0.3)
     np.testing.assert_allclose(res.pvalues, p)
-    expected = fixed_sequence(p, 0.1, order=res.front)
+    expected = fixed_sequence(p, delta=0.1, order=res.front)
     np.testing.assert_array_equal(res.certified, expected.rejected)
     # The choice is the lowest opt performance among the certified.
     certified = np.flatnonzero(res.certified)

@@ -18,7 +18,7 @@ MAN = ART.with_name("stakes_smollm2.manifest.json")
 pytestmark = pytest.mark.skipif(not ART.is_file(), reason=f"{ART} not built yet")
 
 
-def test_artifact_arrays_match_manifest():  # type: ignore[no-untyped-def]
+def test_artifact_arrays_match_manifest():
     art = load_artifact(ART)
     man = json.loads(MAN.read_text())
     n = man["n_examples"]
@@ -47,7 +47,7 @@ def test_artifact_arrays_match_manifest():  # type: ignore[no-untyped-def]
     )
 
 
-def test_manifest_states_the_probe_and_the_experts():  # type: ignore[no-untyped-def]
+def test_manifest_states_the_probe_and_the_experts():
     art = load_artifact(ART)
     man = json.loads(MAN.read_text())
     assert man["token_limit"] >= 512 and man["context"] <= man["token_limit"]
@@ -67,7 +67,7 @@ def test_manifest_states_the_probe_and_the_experts():  # type: ignore[no-untyped
     assert strong >= man["probe"]["test"]["accuracy"] + 0.10
 
 
-def test_tampered_artifact_is_refused(tmp_path):  # type: ignore[no-untyped-def]
+def test_tampered_artifact_is_refused(tmp_path):
     shutil.copy(MAN, tmp_path / MAN.name)
     data = bytearray(ART.read_bytes())
     data[len(data) // 2] ^= 0xFF

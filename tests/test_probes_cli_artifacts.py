@@ -1,38 +1,51 @@
-"""``python -m probes artifacts --jobs 2``: the stage commands it launches (no model is loaded)."""
+"""``python -m probes artifacts``: options from ArtifactConfig; the ``--jobs 2`` stage commands."""
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from probes import __main__ as cli
+from probes.artifact_config import ArtifactConfig, config_argv
 
 
-def test_without_option_drops_the_option_and_its_value():  # type: ignore[no-untyped-def]
-    argv = ["artifacts", "--jobs", "2", "--limit", "3", "--threads=4", "--stage", "all"]
-    assert cli._without_option(argv, "--jobs") == [
-        "artifacts",
-        "--limit",
-        "3",
-        "--threads=4",
-        "--stage",
-        "all",
-    ]
-    assert cli._without_option(argv, "--threads") == [
-        "artifacts",
-        "--jobs",
-        "2",
-        "--limit",
-        "3",
-        "--stage",
-        "all",
-    ]
+def _config(argv: list[str]) -> ArtifactConfig:
+    return cli.artifact_config(cli._parser().parse_args(argv))
 
 
-def test_jobs_2_runs_the_stages_single_threaded(monkeypatch):  # type: ignore[no-untyped-def]
-    import subprocess
+def test_defaults_are_the_config_defaults() -> None:
+    assert _config(["artifacts"]) == ArtifactConfig()
 
+
+def test_config_argv_round_trips() -> None:
+    cfg = ArtifactConfig(
+        out_dir=Path("/tmp/out"),
+        name="x",
+        work_dir=Path("/tmp/work"),
+        token_limit=64,
+        contexts=(16, 64),
+        expert_token_limit=32,
+        candidate_layers=(1, 3),
+        batch_size=2,
+        shard_size=5,
+        cap_per_group=7,
+        limit=3,
+        experts=("gemma3",),
+        expert_prompt="single_word",
+        crossfit_folds=3,
+        stage="experts",
+        reverse_files=True,
+        progress=False,
+    )
+    assert _config(config_argv(cfg)) == cfg
+    assert _config(config_argv(ArtifactConfig())) == ArtifactConfig()
+
+
+def test_jobs_2_runs_the_stages_single_threaded(monkeypatch: pytest.MonkeyPatch) -> None:
     launched: list[list[str]] = []
 
     class _Proc:
@@ -48,17 +61,42 @@ def test_jobs_2_runs_the_stages_single_threaded(monkeypatch):  # type: ignore[no
 
     monkeypatch.setattr(subprocess, "Popen", _Proc)
     monkeypatch.setattr(subprocess, "call", call)
-    argv = ["artifacts", "--jobs", "2", "--threads", "2", "--limit", "3", "--reverse-files"]
-    assert cli._run_stages_side_by_side(argv) == 0
-    stages = [cmd[cmd.index("--stage") + 1] for cmd in launched]
-    assert stages == ["activations", "embeddings", "experts", "activations"]
-    for cmd in launched:
+    argv = ["artifacts", "--jobs", "2", "--threads", "2", "--limit", "3", "--no-progress"]
+    cfg = _config(argv)
+    assert cli._run_stages_side_by_side(cfg) == 0
+    assert launched == cli.stage_commands(cfg)
+    expected = [("activations", False), ("embeddings", False), ("experts", False)]
+    expected.append(("activations", True))
+    for cmd, (stage, reverse) in zip(launched, expected, strict=True):
         assert cmd[:3] == [sys.executable, "-m", "probes"]
-        assert "--jobs" not in cmd and cmd.count("--threads") == 1
-        assert cmd[cmd.index("--threads") + 1] == "1" and "--limit" in cmd
-    assert ["--reverse-files" in cmd for cmd in launched] == [False, False, False, True]
+        assert cmd[-2:] == ["--threads", "1"] and cmd.count("--threads") == 1
+        assert "--jobs" not in cmd
+        # the child builds exactly the parent's configuration, for its one stage
+        child = _config(cmd[3:])
+        assert child == dataclasses.replace(cfg, stage=stage, reverse_files=reverse)
+        assert child.limit == 3 and not child.progress
 
 
-def test_jobs_must_be_1_or_2():  # type: ignore[no-untyped-def]
+def test_a_failing_stage_stops_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    class _Proc:
+        def __init__(self, cmd: list[str]) -> None:
+            pass
+
+        def wait(self) -> int:
+            return 0
+
+    def call(cmd: list[str]) -> int:
+        calls.append(cmd)
+        return 3
+
+    monkeypatch.setattr(subprocess, "Popen", _Proc)
+    monkeypatch.setattr(subprocess, "call", call)
+    assert cli._run_stages_side_by_side(ArtifactConfig(limit=2)) == 3
+    assert len(calls) == 1  # embeddings failed: the experts and the second activations not run
+
+
+def test_jobs_must_be_1_or_2() -> None:
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["artifacts", "--jobs", "3"])

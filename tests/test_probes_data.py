@@ -15,7 +15,7 @@ needs_data = pytest.mark.skipif(
 )
 
 
-def test_parse_inputs():  # type: ignore[no-untyped-def]
+def test_parse_inputs():
     assert parse_inputs("hello") == [{"role": "user", "content": "hello"}]
     msgs = parse_inputs('[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]')
     assert msgs == [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
@@ -27,7 +27,7 @@ def test_parse_inputs():  # type: ignore[no-untyped-def]
 
 
 @needs_data
-def test_group_cap_follows_the_paper():  # type: ignore[no-untyped-def]
+def test_group_cap_follows_the_paper():
     name = STAKES_FILES[("dev", "anthropic")]
     full = load_stakes_file(name, split="dev", group="anthropic")
     capped = load_stakes_file(name, split="dev", group="anthropic", cap=500)
@@ -39,7 +39,7 @@ def test_group_cap_follows_the_paper():  # type: ignore[no-untyped-def]
 
 
 @needs_data
-def test_load_stakes_splits_and_groups():  # type: ignore[no-untyped-def]
+def test_load_stakes_splits_and_groups():
     sets = load_stakes(limit=5)
     assert [(d.split, d.group) for d in sets] == list(STAKES_FILES)
     train = sets[0]

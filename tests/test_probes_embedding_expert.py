@@ -46,9 +46,13 @@ def _chunk_embedding(model: Any, ids: list[int]) -> np.ndarray:
     return (v / v.norm()).numpy()
 
 
-def test_embedding_is_the_mean_of_unit_chunk_embeddings():  # type: ignore[no-untyped-def]
+def test_embedding_is_the_mean_of_unit_chunk_embeddings():
     model, tok = _encoder(), _CharTokenizer()
-    convs = ["short text", "x" * 45, [{"role": "user", "content": "a" * 30}]]
+    convs: list[str | list[dict[str, str]]] = [
+        "short text",
+        "x" * 45,
+        [{"role": "user", "content": "a" * 30}],
+    ]
     res = embed_conversations(model, tok, convs, chunk_tokens=12, max_chunks=3, batch_size=2)
     for i, conv in enumerate(convs):
         ids = tok.encode(format_conversation(conv))
@@ -68,7 +72,7 @@ def test_embedding_is_the_mean_of_unit_chunk_embeddings():  # type: ignore[no-un
         ({"batch_size": 0}, "batch_size"),
     ],
 )
-def test_embedding_bad_arguments(kwargs, match):  # type: ignore[no-untyped-def]
+def test_embedding_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         embed_conversations(_encoder(), _CharTokenizer(), ["text"], **kwargs)
 
@@ -91,7 +95,7 @@ def _problem(seed: int = 0) -> dict[str, Any]:
     }
 
 
-def test_a_crossed_row_is_scored_without_its_own_label():  # type: ignore[no-untyped-def]
+def test_a_crossed_row_is_scored_without_its_own_label():
     prob = _problem()
     base = crossfit_classifier(**prob, Cs=(1.0,))
     for row in np.flatnonzero(prob["crossed"])[:5]:
@@ -102,7 +106,7 @@ def test_a_crossed_row_is_scored_without_its_own_label():  # type: ignore[no-unt
         assert not np.array_equal(again.scores, base.scores)  # but it is in the others' fits
 
 
-def test_in_sample_scores_would_fail_the_same_check():  # type: ignore[no-untyped-def]
+def test_in_sample_scores_would_fail_the_same_check():
     """The invalid twin: scoring dev rows with a model fitted on them leaks their labels."""
     from probes.linear import fit_logistic
 
@@ -119,7 +123,7 @@ def test_in_sample_scores_would_fail_the_same_check():  # type: ignore[no-untype
     assert in_sample(flipped) != in_sample(prob["y"])
 
 
-def test_the_scored_pool_is_never_fitted_on():  # type: ignore[no-untyped-def]
+def test_the_scored_pool_is_never_fitted_on():
     prob = _problem()
     base = crossfit_classifier(**prob)
     other = {**prob, "y": prob["y"].copy()}
@@ -131,13 +135,13 @@ def test_the_scored_pool_is_never_fitted_on():  # type: ignore[no-untyped-def]
     assert np.isfinite(base.scores[prob["crossed"] | prob["scored"]]).all()
 
 
-def test_C_has_the_lowest_out_of_fold_log_loss():  # type: ignore[no-untyped-def]
+def test_C_has_the_lowest_out_of_fold_log_loss():
     res = crossfit_classifier(**_problem(), Cs=(0.001, 0.1, 10.0))
     assert set(res.cv_log_loss) == {0.001, 0.1, 10.0}
     assert res.cv_log_loss[res.C] == min(res.cv_log_loss.values())
 
 
-def test_folds_are_stratified():  # type: ignore[no-untyped-def]
+def test_folds_are_stratified():
     from probes.embedding_expert import _folds
 
     strata = np.array(["a"] * 10 + ["b"] * 7)
@@ -147,7 +151,7 @@ def test_folds_are_stratified():  # type: ignore[no-untyped-def]
         assert counts.max() - counts.min() <= 1
 
 
-def test_crossfit_bad_arguments():  # type: ignore[no-untyped-def]
+def test_crossfit_bad_arguments():
     prob = _problem()
     with pytest.raises(ValueError, match="disjoint"):
         crossfit_classifier(**{**prob, "crossed": prob["crossed"] | prob["fixed"]})

@@ -3,6 +3,8 @@ passes per conversation (the naive reference), for every batch size, in input or
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,7 @@ PROMPT = ContinuationPrompt(
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("share", [True, False])
-def test_shared_prefix_equals_two_full_passes(arch, share):  # type: ignore[no-untyped-def]
+def test_shared_prefix_equals_two_full_passes(arch, share):
     tok = tiny_tokenizer()
     model = tiny_model(arch, len(tok))
     fast = likelihood_continuation(
@@ -47,11 +49,11 @@ def test_shared_prefix_equals_two_full_passes(arch, share):  # type: ignore[no-u
     assert np.all(fast.n_tokens > 0)
 
 
-def test_truncation_and_formatting():  # type: ignore[no-untyped-def]
+def test_truncation_and_formatting():
     tok = tiny_tokenizer()
     model = tiny_model("llama", len(tok))
     assert format_conversation("plain") == "plain"
-    text = format_conversation(TEXTS[1])  # type: ignore[arg-type]
+    text = format_conversation(TEXTS[1])
     assert text.startswith("USER\nurgent") and "\n\nASSISTANT\n" in text
     long = "the patient needs help now " * 5
     cut = likelihood_continuation(model, tok, [long], prompt=PROMPT, max_tokens=3, progress=False)
@@ -66,7 +68,7 @@ def test_truncation_and_formatting():  # type: ignore[no-untyped-def]
         likelihood_continuation(model, tok, ["a"], prompt=same, progress=False)
 
 
-def test_reference_prompts_and_gemma_template():  # type: ignore[no-untyped-def]
+def test_reference_prompts_and_gemma_template():
     assert LIKELIHOOD_PROMPTS["default"].high_completion == "The given conversation is high-stakes."
     assert LIKELIHOOD_PROMPTS["single_word"].low_completion == "low"
     tok = tiny_tokenizer()
@@ -90,7 +92,7 @@ LENGTHS = [
 ]
 
 
-def _close(a, b, tol=1e-5):  # type: ignore[no-untyped-def]
+def _close(a, b, tol=1e-5):
     np.testing.assert_allclose(a.ll_high, b.ll_high, rtol=tol, atol=tol)
     np.testing.assert_allclose(a.ll_low, b.ll_low, rtol=tol, atol=tol)
     np.testing.assert_allclose(a.p_high, b.p_high, atol=tol)
@@ -98,7 +100,7 @@ def _close(a, b, tol=1e-5):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("batch_size", [1, 2, 3, len(LENGTHS) + 5])
-def test_batched_equals_unbatched_and_naive(arch, batch_size):  # type: ignore[no-untyped-def]
+def test_batched_equals_unbatched_and_naive(arch, batch_size):
     tok = tiny_tokenizer()
     model = tiny_model(arch, len(tok))
     naive = naive_likelihood_continuation(model, tok, LENGTHS, prompt=PROMPT)
@@ -113,7 +115,7 @@ def test_batched_equals_unbatched_and_naive(arch, batch_size):  # type: ignore[n
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_batched_without_shared_system_prompt(arch):  # type: ignore[no-untyped-def]
+def test_batched_without_shared_system_prompt(arch):
     # No base cache: left padding starts at position 0 (fully padded leading rows).
     tok = tiny_tokenizer()
     model = tiny_model(arch, len(tok))
@@ -124,7 +126,7 @@ def test_batched_without_shared_system_prompt(arch):  # type: ignore[no-untyped-
     _close(got, naive)
 
 
-def test_results_in_input_order():  # type: ignore[no-untyped-def]
+def test_results_in_input_order():
     tok = tiny_tokenizer()
     model = tiny_model("llama", len(tok))
     perm = [4, 8, 0, 6, 2, 7, 1, 5, 3]
@@ -138,7 +140,7 @@ def test_results_in_input_order():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_batched_truncation(arch):  # type: ignore[no-untyped-def]
+def test_batched_truncation(arch):
     tok = tiny_tokenizer()
     model = tiny_model(arch, len(tok))
     # Mixed: longer than the cut (truncated to 4 tokens) and shorter (left as they are).
@@ -168,7 +170,7 @@ def _sliding_mistral(vocab_size: int, window: int) -> MistralForCausalLM:
     return MistralForCausalLM(cfg).eval()
 
 
-def test_sliding_window_models_stay_exact():  # type: ignore[no-untyped-def]
+def test_sliding_window_models_stay_exact():
     # Padding would shift a sliding window: batches longer than the window are scored row by row.
     tok = tiny_tokenizer()
     model = _sliding_mistral(len(tok), window=12)
@@ -177,9 +179,10 @@ def test_sliding_window_models_stay_exact():  # type: ignore[no-untyped-def]
     _close(got, naive)
 
 
-def test_batch_size_is_validated():  # type: ignore[no-untyped-def]
+def test_batch_size_is_validated():
     tok = tiny_tokenizer()
     model = tiny_model("llama", len(tok))
+    bad: Any
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match=r"^batch_size"):
             likelihood_continuation(

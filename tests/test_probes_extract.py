@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -21,11 +23,11 @@ ARCHS = ["llama", "gpt2"]
 
 
 @pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
+def tok():
     return tiny_tokenizer()
 
 
-def _manual(model, ids, layer):  # type: ignore[no-untyped-def]
+def _manual(model, ids, layer):
     """Input norm of block `layer` applied to hidden_states[layer] of a full forward."""
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
@@ -34,18 +36,17 @@ def _manual(model, ids, layer):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_norm_module_per_architecture(arch, tok):  # type: ignore[no-untyped-def]
+def test_norm_module_per_architecture(arch, tok):
     model = tiny_model(arch, len(tok))
     mods = residual_norm_modules(model)
     assert len(mods) == 4
-    expected = (
-        model.model.layers[2].input_layernorm if arch == "llama" else model.transformer.h[2].ln_1
-    )
+    blocks: Any = model.base_model.layers if arch == "llama" else model.base_model.h
+    expected = blocks[2].input_layernorm if arch == "llama" else blocks[2].ln_1
     assert mods[2] is expected
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_hook_equals_hidden_states_after_norm(arch, tok):  # type: ignore[no-untyped-def]
+def test_hook_equals_hidden_states_after_norm(arch, tok):
     model = tiny_model(arch, len(tok))
     res = extract_activations(model, tok, TEXTS, layers=[1, 3], progress=False, batch_size=3)
     assert res.activations.shape == (len(TEXTS), 2, 32)
@@ -62,7 +63,7 @@ def test_hook_equals_hidden_states_after_norm(arch, tok):  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_padding_and_batching_invariance(arch, tok):  # type: ignore[no-untyped-def]
+def test_padding_and_batching_invariance(arch, tok):
     model = tiny_model(arch, len(tok))
     batched = extract_activations(
         model, tok, TEXTS, layers=[0, 2], batch_size=len(TEXTS), progress=False
@@ -74,7 +75,7 @@ def test_padding_and_batching_invariance(arch, tok):  # type: ignore[no-untyped-
         )
 
 
-def test_bos_dropped(tok):  # type: ignore[no-untyped-def]
+def test_bos_dropped(tok):
     ids = encode_conversations(tok, TEXTS)
     full = encode_conversations(tok, TEXTS, drop_first=False)
     for a, b in zip(ids, full, strict=True):
@@ -84,7 +85,7 @@ def test_bos_dropped(tok):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_truncation_keeps_layer_output(arch, tok):  # type: ignore[no-untyped-def]
+def test_truncation_keeps_layer_output(arch, tok):
     model = tiny_model(arch, len(tok))
     conv = TEXTS[5]
     ids = encode_conversations(tok, [conv])[0]
@@ -96,10 +97,10 @@ def test_truncation_keeps_layer_output(arch, tok):  # type: ignore[no-untyped-de
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_model_stops_after_deepest_layer(arch, tok):  # type: ignore[no-untyped-def]
+def test_model_stops_after_deepest_layer(arch, tok):
     model = tiny_model(arch, len(tok))
     calls: list[int] = []
-    blocks = model.model.layers if arch == "llama" else model.transformer.h
+    blocks: Any = model.base_model.layers if arch == "llama" else model.base_model.h
     handles = [
         b.register_forward_hook(lambda *_a, i=i: calls.append(i)) for i, b in enumerate(blocks)
     ]
@@ -111,7 +112,7 @@ def test_model_stops_after_deepest_layer(arch, tok):  # type: ignore[no-untyped-
     assert calls and max(calls) == 0  # block 1 is entered (its norm) but never completes
 
 
-def test_bad_arguments(tok):  # type: ignore[no-untyped-def]
+def test_bad_arguments(tok):
     model = tiny_model("llama", len(tok))
     with pytest.raises(ValueError, match="layers"):
         extract_activations(model, tok, TEXTS, layers=[4], progress=False)

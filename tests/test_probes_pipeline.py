@@ -38,7 +38,7 @@ def test_matches_the_paper_recipe_by_hand() -> None:
     p = fit_logistic(x[tr], y[tr], C=1.0).predict_proba(x)
     e = art["expert_toy"].astype(np.float64)
     v = delegation_value(y[dv], p[dv], e[dv])
-    d = fit_ridge(x[dv], v, alpha=1.0).predict(x)
+    d = fit_ridge(x[dv], v, penalty=1.0).predict(x)
     assert np.array_equal(out.table.probe, p[te])
     assert np.array_equal(out.table.dv, d[te])
     assert np.array_equal(out.table.labels, y[te])

@@ -18,12 +18,12 @@ LAYERS = (0, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def tok():  # type: ignore[no-untyped-def]
+def tok():
     return tiny_tokenizer()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_each_context_equals_the_truncated_pass(arch, tok):  # type: ignore[no-untyped-def]
+def test_each_context_equals_the_truncated_pass(arch, tok):
     model = tiny_model(arch, len(tok))
     ids = encode_conversations(tok, TEXTS)
     lengths = [len(t) for t in ids]
@@ -41,7 +41,7 @@ def test_each_context_equals_the_truncated_pass(arch, tok):  # type: ignore[no-u
             np.testing.assert_allclose(got[i, j, POOLINGS.index("last")], full - rest, atol=2e-4)
 
 
-def test_batching_does_not_change_the_result(tok):  # type: ignore[no-untyped-def]
+def test_batching_does_not_change_the_result(tok):
     model = tiny_model("llama", len(tok))
     ids = encode_conversations(tok, TEXTS)
     one = pool_prefixes(model, ids, layers=LAYERS, contexts=(3, 8), batch_size=1)
@@ -60,14 +60,14 @@ def test_batching_does_not_change_the_result(tok):  # type: ignore[no-untyped-de
         ({"contexts": (4,), "layers": (9,)}, "layers"),
     ],
 )
-def test_bad_arguments(tok, kwargs, match):  # type: ignore[no-untyped-def]
+def test_bad_arguments(tok, kwargs, match):
     model = tiny_model("llama", len(tok))
     args = {"layers": LAYERS, **kwargs}
     with pytest.raises(ValueError, match=match):
         pool_prefixes(model, [[5, 6, 7]], **args)
 
 
-def test_empty_input_is_refused(tok):  # type: ignore[no-untyped-def]
+def test_empty_input_is_refused(tok):
     model = tiny_model("llama", len(tok))
     with pytest.raises(ValueError, match=r"token_ids\[1\]: empty"):
         pool_prefixes(model, [[5, 6], []], layers=LAYERS, contexts=(4,))

@@ -25,8 +25,8 @@ from _probes_fixtures import (  # noqa: E402
 
 from probes.distributed import Topology, assign_balanced  # noqa: E402
 from probes.expert_shards import score_experts_sharded  # noqa: E402
-from probes.experts import ContinuationPrompt, likelihood_continuation  # noqa: E402
-from probes.extract import extract_activations, extract_to_store  # noqa: E402
+from probes.experts import ContinuationPrompt, ExpertScores, likelihood_continuation  # noqa: E402
+from probes.extract import ExtractionConfig, extract_activations, extract_to_store  # noqa: E402
 from probes.models import load_model  # noqa: E402
 from probes.store import MANIFEST_NAME, ActivationStore, StoreMeta  # noqa: E402
 
@@ -74,13 +74,17 @@ def test_help_and_missing_torch_without_torch() -> None:
         assert out.returncode == code, out.stderr
         assert "Traceback" not in out.stderr
         assert "usage: python -m probes" in out.stdout
-    assert "pip install" in out.stdout or "pip install" in subprocess.run(
-        [sys.executable, "-c", f"{block}sys.argv = ['probes', '--help']; {run}"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=60,
-    ).stdout
+    assert (
+        "pip install" in out.stdout
+        or "pip install"
+        in subprocess.run(
+            [sys.executable, "-c", f"{block}sys.argv = ['probes', '--help']; {run}"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        ).stdout
+    )
     argv = ["extract", "--model", "m", "--input", "x.jsonl", "--out", "o", "--layers", "1"]
     out = subprocess.run(
         [sys.executable, "-c", f"{block}sys.argv = ['probes', *{argv!r}]; {run}"],
@@ -93,7 +97,7 @@ def test_help_and_missing_torch_without_torch() -> None:
     assert "Traceback" not in out.stderr and "pip install" in out.stderr
 
 
-def test_local_folder_hub_cache_sdpa_and_device_map(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_local_folder_hub_cache_sdpa_and_device_map(tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "tiny-llama"
     save_tiny_llama(str(folder))
     tok = tiny_tokenizer()
@@ -113,7 +117,7 @@ def test_local_folder_hub_cache_sdpa_and_device_map(tmp_path: Path, monkeypatch)
     seen: list[dict[str, object]] = []
     original = pm.AutoModelForCausalLM.from_pretrained
 
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(*args, **kwargs):
         seen.append(kwargs)
         return original(*args, **kwargs)
 
@@ -185,14 +189,23 @@ def test_experts_sharded_equal_one_process(tmp_path: Path) -> None:
         low_completion="The given conversation is low stakes",
     )
     whole = likelihood_continuation(model, tok, convs, prompt=prompt, max_tokens=12, progress=False)
-    kw = {"model_hash": "h", "prompt": prompt, "max_tokens": 12, "progress": False}
+
+    def rank(r: int) -> ExpertScores | None:
+        return score_experts_sharded(
+            model,
+            tok,
+            convs,
+            tmp_path,
+            model_hash="h",
+            prompt=prompt,
+            max_tokens=12,
+            progress=False,
+            topology=Topology(rank=r, world_size=2),
+        )
+
     # ranks run one after the other (a simulated group: the barrier is a no-op)
-    assert score_experts_sharded(
-        model, tok, convs, tmp_path, topology=Topology(rank=1, world_size=2), **kw
-    ) is None
-    merged = score_experts_sharded(
-        model, tok, convs, tmp_path, topology=Topology(rank=0, world_size=2), **kw
-    )
+    assert rank(1) is None
+    merged = rank(0)
     assert merged is not None
     # every conversation is scored, once, in the original order (float noise only: the expert
     # may batch conversations, so a rank's batches differ from the one-process run's)
@@ -275,16 +288,13 @@ def test_gloo_two_ranks_and_sigkill_resume_equal_one_process(tmp_path: Path) -> 
         got = ActivationStore(tmp_path / d, meta_of(d), create=False).load()
         np.testing.assert_array_equal(got, ref)  # bitwise
     # the store written by the CLI is the one extract_to_store resumes (nothing left to do)
-    again, tps = extract_to_store(
-        model,
-        tok,
-        convs,
-        tmp_path / "chain",
-        layers=[1, 3],
+    cfg = ExtractionConfig(
+        layers=(1, 3),
         model_name=str(model_dir),
         model_hash=meta_of("chain").model_hash,
         shard_size=2,
         progress=False,
     )
-    assert np.isnan(tps)
+    again, tps = extract_to_store(model, tok, convs, tmp_path / "chain", cfg)
+    assert tps is None  # nothing left to compute: no throughput (JSON null), not NaN
     np.testing.assert_array_equal(again, ref)

@@ -28,11 +28,11 @@ TEXTS = ["How do I stop heavy bleeding from a deep cut?", "What is a good name f
 
 
 @pytest.fixture(scope="module")
-def smol():  # type: ignore[no-untyped-def]
+def smol():
     return load_model("smollm2-135m-instruct")
 
 
-def test_smollm2_activations_and_expert(smol):  # type: ignore[no-untyped-def]
+def test_smollm2_activations_and_expert(smol):
     model, tok = smol.model, smol.tokenizer
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
     assert len(smol.source_hash) == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -12,17 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ctd_stats._serialize import SCHEMA_VERSION, JSONSerializable, array_sha256
+from ctd_stats._serialize import SCHEMA_VERSION, JSONSerializable, array_sha256, exact_eq
 
 
+@exact_eq
 @dataclass(frozen=True)
-class _Inner(JSONSerializable):
+class _Inner(JSONSerializable, kind="tests.Inner"):
     value: float
     mask: np.ndarray
 
 
+@exact_eq
 @dataclass(frozen=True)
-class _Outer(JSONSerializable):
+class _Outer(JSONSerializable, kind="tests.Outer"):
     a: np.ndarray
     b: Any
     inner: _Inner
@@ -72,10 +75,9 @@ def _same(x: Any, y: Any) -> bool:
         return type(x) is type(y) and len(x) == len(y) and all(map(_same, x, y))
     if isinstance(x, dict):
         return isinstance(y, dict) and x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
-    if isinstance(x, JSONSerializable):
+    if isinstance(x, JSONSerializable) and dataclasses.is_dataclass(x):
         return type(x) is type(y) and all(
-            _same(getattr(x, f), getattr(y, f))
-            for f in x.__dataclass_fields__  # type: ignore[attr-defined]
+            _same(getattr(x, f.name), getattr(y, f.name)) for f in dataclasses.fields(x)
         )
     return type(x) is type(y) and x == y
 
@@ -95,7 +97,7 @@ def test_round_trip_is_exact(a: np.ndarray, b: Any, v: float) -> None:
 def test_header_and_infinities() -> None:
     obj = _outer(np.array([np.inf, -np.inf, np.nan, 0.1]), {"k": (float("-inf"), 1)})
     payload = json.loads(obj.to_json())
-    assert payload["schema_version"] == SCHEMA_VERSION and payload["kind"] == "_Outer"
+    assert payload["schema_version"] == SCHEMA_VERSION and payload["kind"] == "tests.Outer"
     assert payload["guarantee"] == "a test guarantee" and payload["n"] == 3
     assert payload["calibration_sha256"] == array_sha256(obj.a)
     assert payload["settings"]["levels"] == {"__tuple__": [0.1, {"__float__": "inf"}]}
@@ -135,14 +137,16 @@ def test_tampered_payloads_are_refused(edit: Any, message: str) -> None:
 
 def test_wrong_kind_malformed_and_not_text() -> None:
     text = _outer(np.arange(3.0), None).to_json()
-    with pytest.raises(ValueError, match="text: holds a '_Outer' payload, not '_Inner'"):
+    wrong_kind = r"text: holds a 'tests\.Outer' payload, not 'tests\.Inner'"
+    with pytest.raises(ValueError, match=wrong_kind):
         _Inner.from_json(text)
     for bad in ("", "{", "[1, 2]", "null", '{"format": "ctd_stats", "schema_version": 1}'):
         with pytest.raises(ValueError, match=r"^text:"):
             _Outer.from_json(bad)
-    for wrong in (None, 3, ["a"], {"format": "ctd_stats"}):
+    not_text: tuple[Any, ...] = (None, 3, ["a"], {"format": "ctd_stats"})
+    for wrong in not_text:
         with pytest.raises(TypeError, match=r"^text:"):
-            _Outer.from_json(wrong)  # type: ignore[arg-type]
+            _Outer.from_json(wrong)
 
 
 def _recheck(payload: dict[str, Any]) -> str:
@@ -188,3 +192,120 @@ def test_unserialisable_values_are_type_errors() -> None:
         _outer(np.arange(2.0), {1: 2}).to_json()
     with pytest.raises(TypeError):
         _outer(np.arange(2.0), object()).to_json()
+
+
+# --------------------------------------------------------------------------- kinds and equality
+def test_two_classes_claiming_one_kind_raise_at_definition() -> None:
+    with pytest.raises(TypeError, match=r"^kind: 'tests.Outer' is already claimed by"):
+
+        @dataclass(frozen=True)
+        class _Impostor(JSONSerializable, kind="tests.Outer"):
+            a: int
+
+    with pytest.raises(TypeError, match=r"^kind: 'ctd_stats.LTTResult' is already claimed"):
+
+        @dataclass(frozen=True)
+        class LTTResult(JSONSerializable):  # undeclared: defaults to ctd_stats.<class name>
+            a: int
+
+    with pytest.raises(TypeError, match=r"^kind: expected a qualified name"):
+
+        class _Bare(JSONSerializable, kind="Bare"):
+            pass
+
+
+def test_ctd_stats_kinds_are_written_without_the_namespace() -> None:
+    """``format: ctd_stats`` names the namespace: 1.0 payloads (``"kind": "LTTResult"``) still load,
+    and the fully qualified spelling is read as the same kind."""
+    import ctd_stats
+
+    res = ctd_stats.learn_then_test(
+        np.array([[0, 1], [1, 1], [0, 0]]), alpha=0.5, delta=0.2, order="ascending"
+    )
+    payload = json.loads(res.to_json())
+    assert payload["kind"] == "LTTResult"
+    payload["kind"] = "ctd_stats.LTTResult"
+    back = ctd_stats.LTTResult.from_json(_recheck(payload))
+    assert back == res
+    payload["kind"] = "elsewhere.LTTResult"
+    with pytest.raises(ValueError, match=r"text: holds a 'elsewhere\.LTTResult' payload"):
+        ctd_stats.LTTResult.from_json(_recheck(payload))
+
+
+# An LTTResult written by ctd_stats 1.0.0 (learn_then_test(counts=[0, 3, 9], n=40, alpha=0.3,
+# delta=0.1, order="ascending")): it predates the fields n_opt and sample_sizes.
+_LTT_1_0 = (
+    '{"format": "ctd_stats", "schema_version": 1, "kind": "LTTResult", "package_version": "1.'
+    '0.0", "guarantee": "Learn-then-Test: with probability at least 1 - 0.1 over the 40 calib'
+    "ration points, every certified grid point has true risk <= alpha = [0.3] (one level per "
+    'risk), by fixed_sequence FWER control of binomial p-values.", "n": 40, "calibration_sha2'
+    '56": "bd2cc1afce8582dea2c34b43305b83e52fcb58aa41102f2a842285d5241bd7a9", "settings": {"a'
+    'lpha": [0.3], "delta": 0.1, "method": "binomial", "procedure": "fixed_sequence", "strict'
+    '": false}, "fields": {"found": true, "certified": {"__ndarray__": {"dtype": "|b1", "shap'
+    'e": [3], "data": [true, true, false]}}, "indices": {"__ndarray__": {"dtype": "<i8", "sha'
+    'pe": [2], "data": [0, 1]}}, "pvalues": {"__ndarray__": {"dtype": "<f8", "shape": [3], "d'
+    'ata": [6.366805760909033e-07, 0.000597928446682593, 0.19592542377711875]}}, "risk_pvalue'
+    's": {"__ndarray__": {"dtype": "<f8", "shape": [1, 3], "data": [6.366805760909033e-07, 0.'
+    '000597928446682593, 0.19592542377711875]}}, "order": {"__ndarray__": {"dtype": "<i8", "s'
+    'hape": [3], "data": [0, 1, 2]}}, "alpha": {"__ndarray__": {"dtype": "<f8", "shape": [1],'
+    ' "data": [0.3]}}, "delta": 0.1, "method": "binomial", "procedure": "fixed_sequence", "st'
+    'rict": false, "n": 40, "calibration_sha256": "bd2cc1afce8582dea2c34b43305b83e52fcb58aa41'
+    '102f2a842285d5241bd7a9", "reason": null, "min_n": null}, "checksum": "sha256:e1c2f417617'
+    '45f0039e9fafe7b587643084e09f19e2fa79c97124ed775bd3deb"}'
+)
+
+
+def test_a_1_0_payload_without_later_defaulted_fields_still_loads() -> None:
+    import ctd_stats
+
+    old = ctd_stats.LTTResult.from_json(_LTT_1_0)
+    assert "n_opt" not in json.loads(_LTT_1_0)["fields"]
+    now = ctd_stats.learn_then_test(
+        counts=np.array([0, 3, 9]), n=40, alpha=0.3, delta=0.1, order="ascending"
+    )
+    assert old == now
+    # A missing field WITHOUT a default is still refused, and the checksum still guards edits.
+    payload = json.loads(_LTT_1_0)
+    del payload["fields"]["pvalues"]
+    with pytest.raises(ValueError, match=r"text: fields of LTTResult do not match.*'pvalues'"):
+        ctd_stats.LTTResult.from_json(_recheck(payload))
+    payload = json.loads(_LTT_1_0)
+    payload["fields"]["delta"] = 0.2
+    with pytest.raises(ValueError, match="text: checksum mismatch"):
+        ctd_stats.LTTResult.from_json(json.dumps(payload))
+
+
+def test_every_package_result_has_a_distinct_kind() -> None:
+    import ctd_stats
+    from ctd_stats._serialize import _REGISTRY
+
+    classes = {
+        obj
+        for name in ctd_stats.__all__
+        if isinstance(obj := getattr(ctd_stats, name), type) and issubclass(obj, JSONSerializable)
+    }
+    assert classes
+    kinds = [cls._json_kind for cls in classes]
+    assert len(set(kinds)) == len(kinds)
+    for cls in classes:
+        assert _REGISTRY[cls._json_kind] is cls
+        assert cls._json_kind.startswith("ctd_stats.")
+
+
+def test_exact_equality_is_declared_not_inherited() -> None:
+    @dataclass(frozen=True)
+    class _Plain(JSONSerializable, kind="tests.Plain"):
+        a: np.ndarray
+
+    @exact_eq
+    @dataclass(frozen=True)
+    class _Exact(JSONSerializable, kind="tests.Exact"):
+        a: np.ndarray
+
+    x = np.array([1.0, np.nan])
+    with pytest.raises(ValueError, match="truth value"):  # the dataclass tuple comparison
+        _ = _Plain(x) == _Plain(x.copy())
+    assert _Exact(x) == _Exact.from_json(_Exact(x).to_json())
+    assert _Exact(x) != _Exact(np.array([1.0, 2.0]))
+    assert _Exact(x) != _Exact(x.astype(np.float32))  # the dtype is part of the value
+    assert (_Exact(x) == "x") is False

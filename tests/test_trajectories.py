@@ -42,8 +42,8 @@ def test_subset_and_prefixes() -> None:
     tr = _example()
     sub = tr.subset([2, 0])
     np.testing.assert_allclose(sub.scores, [0.6, 0.2, 0.9, 0.8, 0.7])
-    np.testing.assert_array_equal(sub.labels, [0, 1])  # type: ignore[arg-type]
-    np.testing.assert_array_equal(sub.ids, ["c", "a"])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(sub.labels, [0, 1])
+    np.testing.assert_array_equal(sub.ids, ["c", "a"])
     np.testing.assert_allclose(sub.tokens, [3, 1, 1, 2, 1])  # type: ignore[arg-type]
     rows, x = tr.prefixes(2)
     np.testing.assert_array_equal(rows, [0, 2])
@@ -60,9 +60,9 @@ def test_from_long_matches_from_arrays_with_shuffled_rows() -> None:
     perm = np.array([5, 3, 0, 2, 4, 1])
     tr = Trajectories.from_long(ids[perm], steps[perm], scores[perm], labels[perm])
     # order of first appearance in the shuffled rows: z, x, y
-    np.testing.assert_array_equal(tr.ids, ["z", "x", "y"])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(tr.ids, ["z", "x", "y"])
     np.testing.assert_allclose(tr.scores, [0.5, 0.6, 0.1, 0.2, 0.4, 0.3])
-    np.testing.assert_array_equal(tr.labels, [0, 1, 0])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(tr.labels, [0, 1, 0])
 
 
 @settings(max_examples=50, deadline=None)
@@ -77,8 +77,9 @@ def test_long_format_row_order_does_not_matter(parts: list[list[float]], seed: i
     perm = np.random.default_rng(seed).permutation(len(scores))
     a = Trajectories.from_long(ids, steps, scores)
     b = Trajectories.from_long(ids[perm], steps[perm], scores[perm])
-    order = {k: i for i, k in enumerate(b.ids)}  # type: ignore[union-attr]
-    b_sorted = b.subset([order[k] for k in a.ids])  # type: ignore[union-attr]
+    assert a.ids is not None and b.ids is not None
+    order = {k: i for i, k in enumerate(b.ids)}
+    b_sorted = b.subset([order[k] for k in a.ids])
     np.testing.assert_array_equal(a.scores, b_sorted.scores)
     np.testing.assert_array_equal(a.offsets, b_sorted.offsets)
     ref = Trajectories.from_arrays(parts)

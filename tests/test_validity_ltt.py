@@ -15,6 +15,8 @@ import pytest
 from scipy import stats
 
 from ctd_stats import learn_then_test, pareto_test, split_indices
+from ctd_stats.fwer import Procedure
+from ctd_stats.pvalues import PValueMethod
 
 pytestmark = pytest.mark.validity
 
@@ -29,7 +31,7 @@ def _bound(runs: int) -> float:
     return float(stats.binom.ppf(1 - 1e-4, runs, DELTA))
 
 
-def _violations(method: str, procedure: str, runs: int, *, continuous: bool) -> int:
+def _violations(method: PValueMethod, procedure: Procedure, runs: int, *, continuous: bool) -> int:
     rng = np.random.default_rng(zlib.crc32(f"{method}/{procedure}/{continuous}".encode()))
     true = TRUE_CONTINUOUS if continuous else TRUE_BINARY
     alpha = ALPHA_CONTINUOUS if continuous else ALPHA
@@ -43,7 +45,7 @@ def _violations(method: str, procedure: str, runs: int, *, continuous: bool) -> 
             alpha=alpha,
             delta=DELTA,
             method=method,
-            procedure=procedure,  # type: ignore[arg-type]
+            procedure=procedure,
             order="descending",
         )
         bad += bool(np.any(true[res.certified] > alpha))
@@ -54,14 +56,14 @@ def _violations(method: str, procedure: str, runs: int, *, continuous: bool) -> 
 @pytest.mark.parametrize(
     "method", ["binomial", "hoeffding", "hoeffding_kl", "bentkus", "hb", "wsr"]
 )
-def test_ltt_controls_the_family_wise_error(method: str, procedure: str) -> None:
+def test_ltt_controls_the_family_wise_error(method: PValueMethod, procedure: Procedure) -> None:
     runs = 400
     v = _violations(method, procedure, runs, continuous=False)
     assert v <= _bound(runs), f"{method}/{procedure}: {v}/{runs} runs certified a risky λ"
 
 
 @pytest.mark.parametrize("method", ["hoeffding", "hoeffding_kl", "bentkus", "hb", "wsr"])
-def test_ltt_controls_continuous_losses(method: str) -> None:
+def test_ltt_controls_continuous_losses(method: PValueMethod) -> None:
     runs = 400
     v = _violations(method, "fixed_sequence", runs, continuous=True)
     assert v <= _bound(runs)

@@ -39,7 +39,7 @@ def loop_auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def loop_perf(d, p, e, y, tau, performance):  # type: ignore[no-untyped-def]
+def loop_perf(d, p, e, y, tau, performance):
     s = np.where(d > tau, e, p)
     if performance == "accuracy":
         return 1.0 - float(np.mean((s >= 0.5) == (y == 1)))
@@ -63,7 +63,7 @@ def loop_front(budget: list[float], perf: list[float]) -> list[bool]:
     return keep if any(keep) else [True] * m
 
 
-def loop_pareto_ltt(d_opt, p_opt, e_opt, y_opt, d_ht, grid, alpha, performance):  # type: ignore[no-untyped-def]
+def loop_pareto_ltt(d_opt, p_opt, e_opt, y_opt, d_ht, grid, alpha, performance):
     m = len(grid)
     budget = [float(np.mean(d_opt > t)) for t in grid]
     perf = [loop_perf(d_opt, p_opt, e_opt, y_opt, t, performance) for t in grid]
@@ -87,7 +87,7 @@ def loop_pareto_ltt(d_opt, p_opt, e_opt, y_opt, d_ht, grid, alpha, performance):
     return best
 
 
-def loop_budget_only(d_cal, grid, alpha):  # type: ignore[no-untyped-def]
+def loop_budget_only(d_cal, grid, alpha):
     chosen = -1
     for j in range(len(grid) - 1, -1, -1):
         k = int(np.sum(d_cal > grid[j]))
@@ -99,7 +99,7 @@ def loop_budget_only(d_cal, grid, alpha):  # type: ignore[no-untyped-def]
     return chosen
 
 
-def loop_app_d(table: CascadeTable, alphas, n_resplits, grid):  # type: ignore[no-untyped-def]
+def loop_app_d(table: CascadeTable, alphas, n_resplits, grid):
     n = table.n
     n_cal = int(0.5 * n)
     n_opt = int(0.3 * n_cal)
@@ -149,7 +149,7 @@ def loop_sweep(
     opt, ht = cal[sub[: int(0.3 * cal.size)]], cal[sub[int(0.3 * cal.size) :]]
     p, e, y, d = table.probe[ev], table.expert[ev], table.labels[ev], table.dv[ev]
     v = (2 * y - 1) * (e - p)
-    out = {}
+    out: dict[tuple[str, int | None, float], tuple[float, float, float]] = {}
 
     def metrics(mask: np.ndarray) -> tuple[float, float, float]:
         s = np.where(mask, e, p)
@@ -160,21 +160,21 @@ def loop_sweep(
             table.dv[opt], table.probe[opt], table.expert[opt], table.labels[opt],
             table.dv[ht], grid, a, "accuracy",
         )  # fmt: skip
-        out[("CTD", None, float(a))] = metrics(d > grid[j] if j >= 0 else np.zeros(d.size, bool))
+        out[("ctd", None, float(a))] = metrics(d > grid[j] if j >= 0 else np.zeros(d.size, bool))
         j = loop_budget_only(table.dv[cal], grid, a)
-        out[("Budget-only LTT", None, float(a))] = metrics(
+        out[("budget_only", None, float(a))] = metrics(
             d > grid[j] if j >= 0 else np.zeros(d.size, bool)
         )
         k = min(math.ceil(round(a * d.size, 9)), int(np.sum(v > 0)))
         mask = np.zeros(d.size, bool)
         mask[np.argsort(-v, kind="stable")[:k]] = True
-        out[("Global oracle", None, float(a))] = metrics(mask)
+        out[("global_oracle", None, float(a))] = metrics(mask)
     for b in (32, 64, 128):
         for k in topk_budgets(b):
             for name, sig, window in (
-                ("Unc. top-k", p, "median"),
-                ("DV top-k", d, "top"),
-                ("Oracle top-k", v, "top"),
+                ("unc_topk", p, "median"),
+                ("dv_topk", d, "top"),
+                ("oracle_topk", v, "top"),
             ):
                 out[(name, b, float(k / b))] = metrics(loop_topk(sig, b, int(k), window))
     return out
@@ -209,7 +209,7 @@ def run(quick: bool) -> Section:
 
     def run_vec() -> None:
         holder["vec"] = {
-            k: validate_budget_guarantee(t, alphas=alphas, n_resplits=n_resplits)
+            k: validate_budget_guarantee(t, alpha=alphas, n_resplits=n_resplits)
             for k, t in tables.items()
         }
 
@@ -224,7 +224,7 @@ def run(quick: bool) -> Section:
         bo, pa = holder["loop"][k]
         v = holder["vec"][k]
         agree &= bool(np.allclose(bo, v.budget_only.realised_budget[:, :n_loop]))
-        agree &= bool(np.allclose(pa, v.pareto.realised_budget[:, :n_loop]))
+        agree &= bool(np.allclose(pa, v.ctd.realised_budget[:, :n_loop]))
     if not agree:
         raise DisagreementError("app_d: App. D realised budgets differ from the loop")
     loop_500 = t["loop"].median * n_resplits / n_loop
@@ -242,11 +242,11 @@ def run(quick: bool) -> Section:
         }
     )
     vec0 = holder["vec"]["strong"]
-    i3 = int(np.argmin(np.abs(vec0.alphas - 0.3)))
+    i3 = int(np.argmin(np.abs(vec0.alpha - 0.3)))
     viol = {
         k: (
             float(r.budget_only.violation_rate[i3]),
-            float(r.pareto.violation_rate[i3]),
+            float(r.ctd.violation_rate[i3]),
             float(r.plug_in.violation_rate[i3]),
         )
         for k, r in holder["vec"].items()
@@ -319,5 +319,3 @@ def run(quick: bool) -> Section:
         }
     )
     return sec
-
-

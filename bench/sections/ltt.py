@@ -28,7 +28,7 @@ _MAPIE_FWER: dict[Procedure, str] = {
 
 def run(quick: bool) -> Section:
     """LTT on the delegation rate ("predicted positive fraction") vs MAPIE 1.6."""
-    from mapie.risk_control import BinaryClassificationController  # type: ignore[import-untyped]
+    from mapie.risk_control import BinaryClassificationController
 
     from ctd_stats import learn_then_test
     from ctd_stats.ltt import LTTResult

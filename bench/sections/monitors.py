@@ -28,6 +28,7 @@ from harness import (
 ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 TOLERANCE = 0.005  # share of test trajectories allowed to alarm differently
 
+
 def _evaluator_frame(tr: Any) -> Any:
     """The e-valuator package's long format for a :class:`Trajectories` (one row per step).
 
@@ -35,7 +36,7 @@ def _evaluator_frame(tr: Any) -> Any:
     package's own ``utils.add_judge_probability_series`` filters the whole frame once per row
     (quadratic in the number of rows), which would dominate its timing on 40k rows.
     """
-    import pandas as pd  # type: ignore[import-untyped]
+    import pandas as pd
 
     series: list[list[float]] = []
     for i in range(tr.n_trajectories):
@@ -72,15 +73,15 @@ def _package_first_alarms(out: Any, tr: Any, variant: str, eps: tuple[float, ...
 
 
 def run(quick: bool) -> list[Section]:
-    from evaluator import EValuator  # type: ignore[import-untyped]
+    from evaluator import EValuator
 
     from ctd_stats import (
         evaluator_monitor,
         load_verifier_scores,
-        monitor_metrics,
         run_monitor_experiment,
         split_by_trajectory,
     )
+    from ctd_stats.online import compute_monitor_metrics
     from ctd_stats.online.monitor_metrics import aggregate, default_methods
 
     traj = load_verifier_scores("math")
@@ -94,11 +95,11 @@ def run(quick: bool) -> list[Section]:
     holder0: dict[str, Any] = {}
 
     def protocol_all() -> None:
-        holder0["res"] = run_monitor_experiment(traj, eps, methods=methods, n_splits=n_splits)
+        holder0["res"] = run_monitor_experiment(traj, alpha=eps, methods=methods, n_splits=n_splits)
 
     t_protocol = single_runs(protocol_all, 1 if quick else 3).median
     t_fast = single_runs(
-        lambda: run_monitor_experiment(traj, eps, methods=fast, n_splits=n_splits),
+        lambda: run_monitor_experiment(traj, alpha=eps, methods=fast, n_splits=n_splits),
         3 if quick else 7,
     ).median
     summ = aggregate(holder0["res"])
@@ -106,15 +107,15 @@ def run(quick: bool) -> list[Section]:
     def ours_pac(cal: Any, test: Any) -> Any:
         # The package's PAC splits a target a into α' = 0.9a, δ' = 0.1a (its defaults).
         cols = [
-            evaluator_monitor(cal, [0.9 * e], threshold="pac", delta=0.1 * e).first_alarm_steps(
-                test
-            )[:, 0]
+            evaluator_monitor(
+                cal, alpha=[0.9 * e], threshold="pac", delta=0.1 * e
+            ).first_alarm_steps(test)[:, 0]
             for e in eps
         ]
         return np.column_stack(cols)
 
     def ours_ville(cal: Any, test: Any) -> Any:
-        return evaluator_monitor(cal, list(eps), threshold="ville").first_alarm_steps(test)
+        return evaluator_monitor(cal, level=list(eps), threshold="ville").first_alarm_steps(test)
 
     ours_fns = {"PAC": ours_pac, "Ville": ours_ville}
     times: dict[str, dict[str, list[float]]] = {v: {"ours": [], "package": []} for v in ours_fns}
@@ -123,7 +124,8 @@ def run(quick: bool) -> list[Section]:
     n_test_total = 0
     log_m_diff: list[float] = []
     for split in range(n_pkg):
-        cal_idx, test_idx = split_by_trajectory(traj.n_trajectories, 0.2, split)
+        parts = split_by_trajectory(traj.n_trajectories, calibration_fraction=0.2, seed=split)
+        cal_idx, test_idx = parts.calibration, parts.test
         cal, test = traj.subset(cal_idx), traj.subset(test_idx)
         cal_df, test_df = _evaluator_frame(cal), _evaluator_frame(test)
         n_test_total += test.n_trajectories
@@ -156,13 +158,15 @@ def run(quick: bool) -> list[Section]:
             times[variant]["package"].append(t["package"].median)
             pkg_alarms = _package_first_alarms(holder["pkg"], test, variant, eps)
             if variant == "Ville":  # per-step log e-values, same row order as the frame
-                ours_log = evaluator_monitor(cal, list(eps), threshold="ville").log_eprocess(test)
+                ours_log = evaluator_monitor(cal, level=list(eps), threshold="ville").log_eprocess(
+                    test
+                )
                 pkg_log = np.log(holder["pkg"]["Ville_e_val"].to_numpy(dtype=np.float64))
                 log_m_diff.append(float(np.max(np.abs(np.asarray(ours_log) - pkg_log))))
             ours_alarms = holder["ours"]
             for j, e in enumerate(eps):
-                mo = monitor_metrics(test, ours_alarms[:, j])
-                mp = monitor_metrics(test, pkg_alarms[:, j])
+                mo = compute_monitor_metrics(test, ours_alarms[:, j])
+                mp = compute_monitor_metrics(test, pkg_alarms[:, j])
                 d = pairs.setdefault((variant, e), {k: [] for k in ("ofa", "opw", "pfa", "ppw")})
                 d["ofa"].append(mo.false_alarm_rate)
                 d["opw"].append(mo.power)
@@ -315,4 +319,3 @@ def run(quick: bool) -> list[Section]:
         }
     )
     return [quality, timing]
-

@@ -7,7 +7,7 @@ paper's weak-expert set-up) and a strong one (a classifier on all-MiniLM-L6-v2 e
 whole conversation, fitted on train + dev and cross-fitted on dev; not the paper's 27B LLM).
 :func:`probes.pipeline.artifact_cascade` turns it into the test pool's
 :class:`ctd_stats.CascadeTable` as in the CTD paper (§5.1): safety probe (logistic, C = 1) fitted
-on ``train``, DV probe (ridge, α = 1) fitted on ``dev``, ``test`` = the calibration / evaluation
+on ``train``, DV probe (ridge, penalty 1) fitted on ``dev``, ``test`` = the calibration / evaluation
 pool.
 """
 

@@ -7,122 +7,60 @@ probe decides which inputs go to an expensive expert, under a budget certified b
 * :mod:`~ctd_stats.cascade.calibration` / :mod:`~ctd_stats.cascade.policies` — the calibrated
   "delegate iff signal > τ" policies: CTD, Unc. calibrated, budget-only LTT, plug-in (§4.2).
 * :mod:`~ctd_stats.cascade.baselines` — batched top-k baselines and the global oracle (§5.1).
-* :mod:`~ctd_stats.cascade.protocol` / :mod:`~ctd_stats.cascade.sweep` — the paper's protocol:
+* :mod:`~ctd_stats.cascade.protocol` / :mod:`~ctd_stats.cascade.sweeps` — the paper's protocol:
   settings, the sweep of every method at every budget, FAIC, group summaries (§5.3–5.5).
 * :mod:`~ctd_stats.cascade.budget_validation` — re-split validation of the budget guarantee
   (App. D).
 * :mod:`~ctd_stats.cascade.streaming` / :mod:`~ctd_stats.cascade.delegator` — the anytime-valid
   budget monitor and the per-input ``Delegator`` (init / update streaming protocol).
+* :mod:`~ctd_stats.cascade.selective` — selective classification with a certified error on the
+  kept inputs; :mod:`~ctd_stats.cascade.self_certifying` — a delegator that certifies its own
+  threshold while deployed.
 * :mod:`~ctd_stats.cascade.simulation` — simulated cascade scores (simulation, not data).
 """
 
-from .baselines import global_oracle_masks, topk_budgets, topk_masks
-from .budget_validation import (
-    BatchCalibration,
-    BudgetValidationResult,
-    MethodValidation,
-    calibrate_batch,
-    validate_budget_guarantee,
-    violation_tolerance,
+# Star imports take each module's own __all__ (tests/test_public_api.py checks that every name
+# is exported here and at the top level).
+from . import (
+    baselines,
+    budget_validation,
+    calibration,
+    delegator,
+    metrics,
+    policies,
+    protocol,
+    selective,
+    self_certifying,
+    signals,
+    simulation,
+    streaming,
+    sweeps,
 )
-from .calibration import ThresholdCalibration
-from .delegator import DelegationSession, DelegationTrace, Delegator, DelegatorState
-from .metrics import (
-    CascadeCurves,
-    CascadeMetrics,
-    CascadeTable,
-    accuracy,
-    auroc,
-    combine_scores,
-    delegation_capacity,
-    delegation_value,
-    evaluate_cascade,
-    evaluate_cascades,
-    realised_budget,
-)
-from .policies import calibrate_budget_only, calibrate_ctd, calibrate_plug_in, calibrate_uncertainty
-from .protocol import (
-    METHOD_NAMES,
-    SETTINGS,
-    CTDSettings,
-    GroupSummary,
-    budget_grid,
-    cap_group_indices,
-    faic,
-    group_summary,
-)
-from .signals import performance_risk, threshold_grid, uncertainty_score
-from .simulation import SimulationParameters, simulate_cascade
-from .streaming import (
-    BudgetMonitor,
-    BudgetMonitorState,
-    BudgetMonitorTrace,
-    budget_log_eprocess,
-    first_alarm_times,
-)
-from .sweep import (
-    FAICScore,
-    SweepCurve,
-    SweepPoint,
-    SweepResult,
-    sweep,
-    sweep_delegation_mask,
-    sweep_group_summary,
-)
+from .baselines import *  # noqa: F403
+from .budget_validation import *  # noqa: F403
+from .calibration import *  # noqa: F403
+from .delegator import *  # noqa: F403
+from .metrics import *  # noqa: F403
+from .policies import *  # noqa: F403
+from .protocol import *  # noqa: F403
+from .selective import *  # noqa: F403
+from .self_certifying import *  # noqa: F403
+from .signals import *  # noqa: F403
+from .simulation import *  # noqa: F403
+from .streaming import *  # noqa: F403
+from .sweeps import *  # noqa: F403
 
-__all__ = [
-    "METHOD_NAMES",
-    "SETTINGS",
-    "BatchCalibration",
-    "BudgetMonitor",
-    "BudgetMonitorState",
-    "BudgetMonitorTrace",
-    "BudgetValidationResult",
-    "CTDSettings",
-    "CascadeCurves",
-    "CascadeMetrics",
-    "CascadeTable",
-    "DelegationSession",
-    "DelegationTrace",
-    "Delegator",
-    "DelegatorState",
-    "FAICScore",
-    "GroupSummary",
-    "MethodValidation",
-    "SimulationParameters",
-    "SweepCurve",
-    "SweepPoint",
-    "SweepResult",
-    "ThresholdCalibration",
-    "accuracy",
-    "auroc",
-    "budget_grid",
-    "budget_log_eprocess",
-    "calibrate_batch",
-    "calibrate_budget_only",
-    "calibrate_ctd",
-    "calibrate_plug_in",
-    "calibrate_uncertainty",
-    "cap_group_indices",
-    "combine_scores",
-    "delegation_capacity",
-    "delegation_value",
-    "evaluate_cascade",
-    "evaluate_cascades",
-    "faic",
-    "first_alarm_times",
-    "global_oracle_masks",
-    "group_summary",
-    "performance_risk",
-    "realised_budget",
-    "simulate_cascade",
-    "sweep",
-    "sweep_delegation_mask",
-    "sweep_group_summary",
-    "threshold_grid",
-    "topk_budgets",
-    "topk_masks",
-    "uncertainty_score",
-    "validate_budget_guarantee",
-    "violation_tolerance",
-]
+__all__ = []
+__all__ += baselines.__all__
+__all__ += budget_validation.__all__
+__all__ += calibration.__all__
+__all__ += delegator.__all__
+__all__ += metrics.__all__
+__all__ += policies.__all__
+__all__ += protocol.__all__
+__all__ += selective.__all__
+__all__ += self_certifying.__all__
+__all__ += signals.__all__
+__all__ += simulation.__all__
+__all__ += streaming.__all__
+__all__ += sweeps.__all__

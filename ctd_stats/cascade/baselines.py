@@ -20,15 +20,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._validation import (
-    BoolArray,
-    FloatArray,
-    IntArray,
     as_float_array,
     as_int_array,
     check_choice,
+    check_levels,
     check_positive_int,
 )
-from .signals import check_budget
+from ..typing import BoolArray, FloatArray, IntArray
 
 __all__ = ["TopkWindow", "global_oracle_masks", "topk_budgets", "topk_masks"]
 
@@ -39,10 +37,10 @@ def topk_budgets(batch_size: int, *, steps: int = 20) -> IntArray:
     """k values of the batched baselines: unique(int(linspace(0, B, steps + 1)))."""
     b = check_positive_int(batch_size, "batch_size")
     steps = check_positive_int(steps, "steps")
-    return _topk_budgets(b, steps)
+    return topk_budgets_unchecked(b, steps)
 
 
-def _topk_budgets(b: int, steps: int) -> IntArray:
+def topk_budgets_unchecked(b: int, steps: int) -> IntArray:
     return np.unique(np.linspace(0, b, steps + 1).astype(np.int64))
 
 
@@ -82,10 +80,10 @@ def topk_masks(
     b = check_positive_int(batch_size, "batch_size")
     check_choice(window, "window", ("top", "median"))
     ks = np.atleast_1d(as_int_array(k, "k", ndim=(0, 1), low=0, high=b))
-    return _topk_masks(s, b, ks, window)
+    return topk_masks_unchecked(s, b, ks, window)
 
 
-def _topk_masks(s: FloatArray, b: int, ks: IntArray, window: str) -> BoolArray:
+def topk_masks_unchecked(s: FloatArray, b: int, ks: IntArray, window: str) -> BoolArray:
     """Kernel of :func:`topk_masks` (validated inputs, ks 1-d in [0, b])."""
     n = s.size
     ranks = _batch_ranks(s, b, descending=(window == "top"))
@@ -105,19 +103,17 @@ def _ceil_count(alpha: float, n: int) -> int:
     return math.ceil(round(alpha * n, 9))
 
 
-def global_oracle_masks(values: ArrayLike, alphas: ArrayLike) -> BoolArray:
+def global_oracle_masks(values: ArrayLike, *, alpha: float | ArrayLike) -> BoolArray:
     """Global oracle at each budget α: delegate the top min(⌈αn⌉, #{v > 0}) inputs by true v.
 
-    Shape (len(alphas), n). Never delegates an input with v ≤ 0.
+    ``alpha`` is one budget or a 1-d array of budgets in (0, 1]; shape (number of budgets, n).
+    Never delegates an input with v ≤ 0.
     """
     v = as_float_array(values, "values", ndim=1)
-    a = np.atleast_1d(as_float_array(alphas, "alphas", ndim=(0, 1)))
-    for x in a:
-        check_budget(float(x), "alphas")
-    return _oracle_masks(v, a)
+    return oracle_masks_unchecked(v, check_levels(alpha, "alpha", closed_right=True))
 
 
-def _oracle_masks(v: FloatArray, a: FloatArray) -> BoolArray:
+def oracle_masks_unchecked(v: FloatArray, a: FloatArray) -> BoolArray:
     """Kernel of :func:`global_oracle_masks` (validated inputs)."""
     n = v.size
     capacity = int(np.sum(v > 0))

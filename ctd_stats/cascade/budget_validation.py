@@ -8,29 +8,32 @@ alongside as a negative control (it violates about half the time).
 
 Speed: everything is computed from integer counts. Each score is mapped once to its grid
 position b = #{τ_j < d}; "d > τ_j" is then "j < b", so per-threshold counts for all re-splits are
-one ``bincount`` + ``cumsum``; p-values for all budgets × re-splits × thresholds are one binomial
-CDF call; fixed-sequence testing is the first failure found by ``argmax`` on a boolean array;
-Pareto fronts of all re-splits are one broadcast comparison. R = 500 re-splits × 20 budgets run
-in well under a second (see ``bench/sections/app_d.py``).
+one ``bincount`` + ``cumsum``; p-values for all budgets × re-splits × thresholds come from one
+binomial CDF call per budget. The counts, the fixed-sequence step, the Pareto front and the
+choice among certified thresholds are the kernels of the single calibrations
+(:mod:`~ctd_stats.cascade.policies`: ``counts_above``, ``certify_descending``,
+``pareto_front_sorted``, ``best_certified``), applied with a leading batch axis. R = 500
+re-splits × 20 budgets run in well under a second (see ``bench/sections/app_d.py``).
 
 Conventions (as the reference code, CTD paper §5.1 / App. D): re-split r uses
-``default_rng(seed + r)`` for the calibration / evaluation permutation (first ``calib_fraction``
-= calibration) and again ``default_rng(seed + r)`` for the opt / ht permutation of the
-calibration half (first ``opt_fraction`` = opt). Budget-only LTT and the plug-in use the whole
-calibration half. A re-split where no threshold is certified never delegates (realised budget 0,
-no violation); the reference code instead drops such re-splits from the denominator — both
-rates are reported.
+``default_rng(seed + r)`` for the calibration / evaluation permutation (first
+``calibration_fraction`` = calibration) and again ``default_rng(seed + r)`` for the opt / ht
+permutation of the calibration half (first ``opt_fraction`` = opt). Budget-only LTT and the
+plug-in use the whole calibration half. A re-split where no threshold is certified never
+delegates (realised budget 0, no violation); the reference code instead drops such re-splits from
+the denominator — both rates are reported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from .._repr import result_repr
 from .._validation import (
     BoolArray,
     FloatArray,
@@ -38,19 +41,22 @@ from .._validation import (
     as_binary_array,
     as_float_array,
     check_choice,
+    check_grid,
     check_level,
+    check_levels,
     check_positive_int,
 )
-from ._repr import summarise
+from .calibration import BUDGET_ONLY, CTD, PLUG_IN
 from .metrics import MERGES, CascadeTable, Merge
-from .signals import (
-    PERFORMANCE_RISKS,
-    PerformanceRisk,
-    _budget_pvalues,
-    _threshold_grid,
-    check_budget,
-    check_grid,
+from .policies import (
+    best_certified,
+    budget_pvalues,
+    certify_descending,
+    counts_above,
+    grid_positions,
+    pareto_front_sorted,
 )
+from .signals import PERFORMANCE_RISKS, PerformanceRisk, threshold_grid_unchecked
 
 __all__ = [
     "VALIDATION_METHODS",
@@ -62,10 +68,10 @@ __all__ = [
     "violation_tolerance",
 ]
 
-VALIDATION_METHODS: Final[tuple[str, ...]] = ("budget_only", "pareto", "plug_in")
+VALIDATION_METHODS: Final[tuple[str, ...]] = (BUDGET_ONLY, CTD, PLUG_IN)
 
 
-def violation_tolerance(n_runs: int, delta: float, *, confidence: float = 1e-4) -> int:
+def violation_tolerance(n_runs: int, *, delta: float, confidence: float = 1e-4) -> int:
     """Largest violation count compatible with a valid guarantee: binom.ppf(1 − c, R, δ).
 
     A valid procedure exceeds it with probability ≤ ``confidence``.
@@ -80,43 +86,24 @@ def violation_tolerance(n_runs: int, delta: float, *, confidence: float = 1e-4) 
 class BatchCalibration:
     """Chosen grid indices of each method for A budgets × R calibration sets (−1 = none found).
 
-    Guarantee: for ``budget_only`` and ``pareto``, for each budget α and each calibration set
-    drawn exchangeably with deployment data, P(true budget of the chosen τ > α) ≤ δ. ``plug_in``
-    has no guarantee.
+    Guarantee: for ``budget_only`` and ``ctd`` (Pareto-LTT), for each budget α and each
+    calibration set drawn exchangeably with deployment data, P(true budget of the chosen τ > α)
+    ≤ δ. ``plug_in`` has no guarantee.
     """
 
-    alphas: FloatArray
+    alpha: FloatArray
     delta: float
     grid: FloatArray
     budget_only: IntArray
-    pareto: IntArray
+    ctd: IntArray
     plug_in: IntArray
 
     def __repr__(self) -> str:
         a, r = self.budget_only.shape
-        found = ", ".join(
-            f"{name} {int((getattr(self, name) >= 0).sum())}"
-            for name in ("budget_only", "pareto", "plug_in")
-        )
-        return (
-            f"BatchCalibration({a} budgets x {r} calibration sets, delta={self.delta}; "
-            f"found: {found} of {a * r})"
-        )
-
-
-def _grid_positions(scores: FloatArray, grid: FloatArray) -> IntArray:
-    """b = #{τ_j < d}: the input is delegated at τ_j (d > τ_j) iff j < b."""
-    return np.searchsorted(grid, scores, side="left").astype(np.int64)
-
-
-def _counts_above(b: IntArray, m: int, weights: FloatArray | None = None) -> FloatArray:
-    """Per row, Σ_{i: b_i > j} w_i for every grid index j (w = 1 by default); shape (R, m)."""
-    r, _n = b.shape
-    flat = (b + (m + 1) * np.arange(r)[:, None]).ravel()
-    w = None if weights is None else weights.ravel()
-    hist = np.bincount(flat, weights=w, minlength=r * (m + 1)).reshape(r, m + 1)
-    total = hist.sum(axis=1, keepdims=True)
-    return np.asarray(total - np.cumsum(hist, axis=1)[:, :m], dtype=np.float64)
+        head = f"n_budgets={a}, n_calibration_sets={r}, delta={self.delta}"
+        found = [(f"found ({m})", f"{int((getattr(self, m) >= 0).sum())} of {a * r}")
+                 for m in VALIDATION_METHODS]  # fmt: skip
+        return result_repr("BatchCalibration", head, found)
 
 
 def _batched_auroc_risk(
@@ -142,55 +129,20 @@ def _batched_auroc_risk(
     return out
 
 
-def _first_fail_prefix(passed_rev: BoolArray, tested_rev: BoolArray) -> BoolArray:
-    """Fixed-sequence along the last axis: certified = tested points before the first failure."""
-    fail = tested_rev & ~passed_rev
-    m = fail.shape[-1]
-    any_fail = fail.any(axis=-1, keepdims=True)
-    first = np.where(any_fail, np.argmax(fail, axis=-1)[..., None], m)
-    pos = np.arange(m)
-    return np.asarray(tested_rev & (pos < first))
-
-
 def _pvalue_pass(
-    counts: FloatArray, n: int, alphas: FloatArray, delta: float, strict: bool
+    counts: FloatArray, n: int, alpha: FloatArray, delta: float, strict: bool
 ) -> BoolArray:
     """(A, R, m) mask of binomial p-value ≤ δ (or < δ) for H0: budget > α.
 
     The p-value P(Bin(n, α) ≤ k) increases with k, so it passes exactly for k ≤ k_max(α): one
     CDF evaluation per possible count (A × (n + 1)) instead of one per (budget, row, threshold).
-    The p-values are :func:`~ctd_stats.cascade.signals._budget_pvalues` (which decides α = 1).
+    The p-values are the single calibrations' :func:`~ctd_stats.cascade.policies.budget_pvalues`.
     """
     k = np.arange(n + 1)
-    cdf = np.stack([_budget_pvalues(k, n, float(a)) for a in alphas])
+    cdf = np.stack([budget_pvalues(k, n, float(a)) for a in alpha])
     ok = np.asarray(cdf < delta) if strict else np.asarray(cdf <= delta)
     k_max = ok.sum(axis=1) - 1  # −1: not even k = 0 passes
     return np.asarray(counts[None, :, :] <= k_max[:, None, None])
-
-
-def _pareto_front_monotone(budget: FloatArray, perf: FloatArray) -> BoolArray:
-    """Pareto front per row when ``budget`` is non-increasing along the row (O(R m)).
-
-    Point j is dominated iff some k has budget_k ≤ budget_j and perf_k ≤ perf_j with one strict:
-    either a point of strictly smaller budget (a later index, past j's block of equal budgets)
-    with perf ≤ perf_j, or a point of equal budget with strictly smaller perf. Exact duplicates
-    are kept, as in :func:`ctd_stats.pareto.pareto_front`.
-    """
-    r, m = budget.shape
-    new_block = np.ones((r, m), dtype=bool)
-    new_block[:, 1:] = budget[:, 1:] != budget[:, :-1]
-    flat_starts = np.flatnonzero(new_block.ravel())
-    block_id = np.cumsum(new_block.ravel()) - 1
-    block_min = np.minimum.reduceat(perf.ravel(), flat_starts)[block_id].reshape(r, m)
-    block_end = (np.append(flat_starts[1:], r * m) - 1)[block_id].reshape(r, m)
-    block_end -= (np.arange(r) * m)[:, None]  # index within the row
-    suffix_min = np.minimum.accumulate(perf[:, ::-1], axis=1)[:, ::-1]
-    padded = np.concatenate([suffix_min, np.full((r, 1), np.inf)], axis=1)
-    later_min = np.take_along_axis(padded, block_end + 1, axis=1)
-    dominated = (later_min <= perf) | (block_min < perf)
-    front = ~dominated
-    front[~front.any(axis=1)] = True
-    return np.asarray(front)
 
 
 def calibrate_batch(
@@ -201,7 +153,7 @@ def calibrate_batch(
     *,
     n_opt: int,
     grid: ArrayLike,
-    alphas: ArrayLike,
+    alpha: float | ArrayLike,
     delta: float = 0.1,
     performance: PerformanceRisk = "accuracy",
     merge: Merge = "replace",
@@ -228,18 +180,11 @@ def calibrate_batch(
     if n_opt >= n_cal:
         raise ValueError(f"n_opt: must be < the calibration size {n_cal}, got {n_opt}")
     g = check_grid(grid)
-    a = _check_alphas(alphas)
+    a = check_levels(alpha, "alpha", closed_right=True)
     delta = check_level(delta, "delta")
     check_choice(performance, "performance", PERFORMANCE_RISKS)
     check_choice(merge, "merge", MERGES)
     return _calibrate_batch(y, p, e, d, n_opt, g, a, delta, performance, merge, bool(strict))
-
-
-def _check_alphas(alphas: ArrayLike) -> FloatArray:
-    a = np.atleast_1d(as_float_array(alphas, "alphas", ndim=(0, 1)))
-    for x in a:
-        check_budget(float(x), "alphas")
-    return a
 
 
 def _calibrate_batch(
@@ -260,12 +205,12 @@ def _calibrate_batch(
     m = g.size
     n_ht = n_cal - n_opt
 
-    b = _grid_positions(d, g)
-    counts_cal = _counts_above(b, m)
+    b = grid_positions(d, g)
+    counts_cal = counts_above(b, m)
 
     # Budget-only LTT: fixed sequence from the largest τ down on the whole calibration set.
-    passed = _pvalue_pass(counts_cal, n_cal, a, delta, strict)[..., ::-1]
-    cert = _first_fail_prefix(passed, np.ones_like(passed))
+    passed = _pvalue_pass(counts_cal, n_cal, a, delta, strict)
+    cert = certify_descending(passed, np.ones_like(passed))
     n_cert = cert.sum(axis=-1)
     budget_only = np.where(n_cert > 0, m - n_cert, -1).astype(np.int64)
 
@@ -277,25 +222,22 @@ def _calibrate_batch(
     b_opt, b_ht = b[:, :n_opt], b[:, n_opt:]
     p_opt, e_opt, y_opt = p[:, :n_opt], e[:, :n_opt], y[:, :n_opt]
     merged = e_opt if merge == "replace" else 0.5 * (p_opt + e_opt)
-    budget_opt = _counts_above(b_opt, m)
+    budget_opt = counts_above(b_opt, m)
     if performance == "accuracy":
         wrong_p = ((p_opt >= 0.5) != y_opt.astype(bool)).astype(np.float64)
         wrong_m = ((merged >= 0.5) != y_opt.astype(bool)).astype(np.float64)
-        perf = wrong_p.sum(axis=1, keepdims=True) + _counts_above(b_opt, m, wrong_m - wrong_p)
+        perf = wrong_p.sum(axis=1, keepdims=True) + counts_above(b_opt, m, wrong_m - wrong_p)
         perf = np.rint(perf)  # integer error counts (exact ties)
     else:
         perf = _batched_auroc_risk(b_opt, p_opt, merged, y_opt, m)
-    front = _pareto_front_monotone(budget_opt, perf)
-    counts_ht = _counts_above(b_ht, m)
-    passed_ht = _pvalue_pass(counts_ht, n_ht, a, delta, strict)[..., ::-1]
-    front_rev = np.broadcast_to(front[None, :, ::-1], passed_ht.shape)
-    cert_rev = _first_fail_prefix(passed_ht, front_rev)
-    perf_rev = np.where(cert_rev, perf[None, :, ::-1], np.inf)
-    best_rev = np.argmin(perf_rev, axis=-1)
-    pareto = np.where(cert_rev.any(axis=-1), m - 1 - best_rev, -1).astype(np.int64)
+    front = pareto_front_sorted(budget_opt, perf)
+    counts_ht = counts_above(b_ht, m)
+    passed_ht = _pvalue_pass(counts_ht, n_ht, a, delta, strict)
+    cert = certify_descending(passed_ht, np.broadcast_to(front[None], passed_ht.shape))
+    ctd = best_certified(cert, perf[None])
 
     return BatchCalibration(
-        alphas=a, delta=delta, grid=g, budget_only=budget_only, pareto=pareto, plug_in=plug_in
+        alpha=a, delta=delta, grid=g, budget_only=budget_only, ctd=ctd, plug_in=plug_in
     )
 
 
@@ -329,14 +271,9 @@ class MethodValidation:
 
     def __repr__(self) -> str:
         a, r = self.index.shape
-        return "\n".join(
-            [
-                f"MethodValidation({self.method}: {a} budgets x {r} re-splits, "
-                f"{int(self.found.sum())} of {a * r} found)",
-                "  " + summarise("violation_rate", self.violation_rate),
-                "  " + summarise("population_violations", self.population_violations),
-            ]
-        )
+        head = f"method={self.method}, n_budgets={a}, n_resplits={r}"
+        found = ("found", f"{int(self.found.sum())} of {a * r}")
+        return result_repr(self, head, [found, "violation_rate", "population_violations"])
 
 
 @dataclass(frozen=True)
@@ -349,19 +286,19 @@ class BudgetValidationResult:
 
     Attributes
     ----------
-    alphas, delta
-        Budgets and FWER level.
+    alpha, delta
+        Budgets (1-d, one per row of the method arrays) and FWER level.
     n_resplits, n_calibration, n_evaluation, n_opt
         Numbers of re-splits and split sizes.
     grid
         Threshold grid.
-    budget_only, pareto, plug_in
+    budget_only, ctd, plug_in
         Per-method results.
     tolerance
         binom.ppf(1 − 1e−4, R, δ): the most violations a valid method should show.
     """
 
-    alphas: FloatArray
+    alpha: FloatArray
     delta: float
     n_resplits: int
     n_calibration: int
@@ -369,7 +306,7 @@ class BudgetValidationResult:
     n_opt: int
     grid: FloatArray
     budget_only: MethodValidation
-    pareto: MethodValidation
+    ctd: MethodValidation
     plug_in: MethodValidation
     tolerance: int
 
@@ -377,22 +314,23 @@ class BudgetValidationResult:
         def worst(m: MethodValidation) -> str:
             v = int(m.population_violations.max())
             ok = "within" if v <= self.tolerance else "ABOVE"
-            return f"{m.method}: max {v} population violations ({ok} tolerance)"
+            note = " [no guarantee]" if m.method == PLUG_IN else ""
+            return f"max {v} population violations ({ok} tolerance){note}"
 
-        return "\n".join(
-            [
-                f"BudgetValidationResult({self.alphas.size} budgets x {self.n_resplits} re-splits, "
-                f"delta={self.delta}, tolerance={self.tolerance} violations)",
-                f"  n_calibration={self.n_calibration} (opt {self.n_opt}), "
-                f"n_evaluation={self.n_evaluation}, grid of {self.grid.size}",
-                f"  {worst(self.budget_only)}",
-                f"  {worst(self.pareto)}",
-                f"  {worst(self.plug_in)} [no guarantee]",
-            ]
+        head = (
+            f"n_budgets={self.alpha.size}, n_resplits={self.n_resplits}, delta={self.delta}, "
+            f"tolerance={self.tolerance}"
         )
+        lines: list[tuple[str, Any]] = [
+            ("n", f"calibration {self.n_calibration} (opt {self.n_opt}), "
+                  f"evaluation {self.n_evaluation}"),
+            ("grid", self.grid),
+        ]  # fmt: skip
+        lines += [(m, worst(getattr(self, m))) for m in VALIDATION_METHODS]
+        return result_repr("BudgetValidationResult", head, lines)
 
     def method(self, name: str) -> MethodValidation:
-        """The results of ``"budget_only"``, ``"pareto"`` or ``"plug_in"``."""
+        """The results of ``"budget_only"``, ``"ctd"`` or ``"plug_in"``."""
         check_choice(name, "name", VALIDATION_METHODS)
         result: MethodValidation = getattr(self, name)
         return result
@@ -403,7 +341,7 @@ def _method_validation(
     index: IntArray,
     counts_eval: FloatArray,
     n_eval: int,
-    alphas: FloatArray,
+    alpha: FloatArray,
     counts_all: FloatArray,
     n_all: int,
 ) -> MethodValidation:
@@ -412,10 +350,10 @@ def _method_validation(
     counts = np.take_along_axis(counts_eval[None, :, :], safe[..., None], axis=-1)[..., 0]
     counts = np.where(found, counts, 0.0)
     realised = counts / n_eval
-    viol = realised > alphas[:, None]
+    viol = realised > alpha[:, None]
     n_found = found.sum(axis=1)
     n_viol = viol.sum(axis=1)
-    cond = np.full(alphas.size, np.nan)
+    cond = np.full(alpha.size, np.nan)
     np.divide(n_viol, n_found, out=cond, where=n_found > 0)
     population = np.where(found, counts_all[safe], 0.0) / n_all
     return MethodValidation(
@@ -427,18 +365,18 @@ def _method_validation(
         violation_rate=n_viol / index.shape[1],
         conditional_violation_rate=cond,
         population_budget=population,
-        population_violations=(population > alphas[:, None]).sum(axis=1).astype(np.int64),
+        population_violations=(population > alpha[:, None]).sum(axis=1).astype(np.int64),
     )
 
 
 def validate_budget_guarantee(
     table: CascadeTable,
     *,
-    alphas: ArrayLike = 0.3,
+    alpha: float | ArrayLike = 0.3,
     delta: float = 0.1,
     n_resplits: int = 500,
     seed: int = 42,
-    calib_fraction: float = 0.5,
+    calibration_fraction: float = 0.5,
     opt_fraction: float = 0.3,
     grid: ArrayLike | None = None,
     performance: PerformanceRisk = "accuracy",
@@ -451,19 +389,19 @@ def validate_budget_guarantee(
     """
     if not isinstance(table, CascadeTable):
         raise TypeError(f"table: expected a CascadeTable, got {type(table).__name__}")
-    a = _check_alphas(alphas)
+    a = check_levels(alpha, "alpha", closed_right=True)
     delta = check_level(delta, "delta")
     check_choice(performance, "performance", PERFORMANCE_RISKS)
     check_choice(merge, "merge", MERGES)
     n_resplits = check_positive_int(n_resplits, "n_resplits")
-    calib_fraction = check_level(calib_fraction, "calib_fraction")
+    calibration_fraction = check_level(calibration_fraction, "calibration_fraction")
     opt_fraction = check_level(opt_fraction, "opt_fraction")
     n = table.n
-    n_cal = int(calib_fraction * n)
+    n_cal = int(calibration_fraction * n)
     n_opt = int(opt_fraction * n_cal)
     if n_cal < 2 or n_cal >= n or n_opt < 1 or n_opt >= n_cal:
         raise ValueError(f"table: {n} rows are too few for the requested splits")
-    g = _threshold_grid(table.dv) if grid is None else check_grid(grid)
+    g = threshold_grid_unchecked(table.dv) if grid is None else check_grid(grid)
     cal_rows = np.empty((n_resplits, n_cal), dtype=np.int64)
     eval_rows = np.empty((n_resplits, n - n_cal), dtype=np.int64)
     for r in range(n_resplits):
@@ -484,13 +422,13 @@ def validate_budget_guarantee(
         merge,
         bool(strict),
     )
-    counts_eval = _counts_above(_grid_positions(table.dv[eval_rows], batch.grid), batch.grid.size)
+    counts_eval = counts_above(grid_positions(table.dv[eval_rows], batch.grid), batch.grid.size)
     n_eval = n - n_cal
-    a = batch.alphas
-    counts_all = _counts_above(_grid_positions(table.dv[None, :], batch.grid), batch.grid.size)[0]
+    a = batch.alpha
+    counts_all = counts_above(grid_positions(table.dv[None, :], batch.grid), batch.grid.size)[0]
     extra = (counts_all, n)
     return BudgetValidationResult(
-        alphas=a,
+        alpha=a,
         delta=batch.delta,
         n_resplits=n_resplits,
         n_calibration=n_cal,
@@ -498,9 +436,9 @@ def validate_budget_guarantee(
         n_opt=n_opt,
         grid=batch.grid,
         budget_only=_method_validation(
-            "budget_only", batch.budget_only, counts_eval, n_eval, a, *extra
+            BUDGET_ONLY, batch.budget_only, counts_eval, n_eval, a, *extra
         ),
-        pareto=_method_validation("pareto", batch.pareto, counts_eval, n_eval, a, *extra),
-        plug_in=_method_validation("plug_in", batch.plug_in, counts_eval, n_eval, a, *extra),
-        tolerance=violation_tolerance(n_resplits, batch.delta),
+        ctd=_method_validation(CTD, batch.ctd, counts_eval, n_eval, a, *extra),
+        plug_in=_method_validation(PLUG_IN, batch.plug_in, counts_eval, n_eval, a, *extra),
+        tolerance=violation_tolerance(n_resplits, delta=batch.delta),
     )

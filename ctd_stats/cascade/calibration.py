@@ -14,10 +14,10 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._serialize import JSONSerializable
+from .._repr import result_repr
+from .._serialize import JSONSerializable, exact_eq
 from .._validation import BoolArray, FloatArray, IntArray, as_float_array
-from ._repr import fmt
-from .signals import Signal, _uncertainty
+from .signals import Signal, uncertainty_from_sorted
 
 __all__ = [
     "BUDGET_ONLY",
@@ -28,11 +28,15 @@ __all__ = [
     "ThresholdCalibration",
 ]
 
-CTD: Final = "CTD"
-UNC_CALIBRATED: Final = "Unc. calibrated"
-BUDGET_ONLY: Final = "Budget-only LTT"
-PLUG_IN: Final = "Plug-in"
-CALIBRATED_METHODS: Final[tuple[str, ...]] = (CTD, UNC_CALIBRATED, BUDGET_ONLY, PLUG_IN)
+# Method names: one snake_case scheme in code and results; display labels are derived from
+# them by :data:`ctd_stats.cascade.protocol.METHOD_LABELS`.
+CTD: Final = "ctd"
+UNC_CALIBRATED: Final = "unc_calibrated"
+BUDGET_ONLY: Final = "budget_only"
+PLUG_IN: Final = "plug_in"
+# exported by :mod:`~ctd_stats.cascade.selective`, whose results carry it
+SELECTIVE: Final = "selective"
+CALIBRATED_METHODS: Final[tuple[str, ...]] = (CTD, UNC_CALIBRATED, BUDGET_ONLY, PLUG_IN, SELECTIVE)
 
 _GUARANTEE = (
     "With probability at least 1 - delta over the calibration data (exchangeable with the "
@@ -41,6 +45,15 @@ _GUARANTEE = (
     "CTD paper Sec. 4.2, problem (5)). If nothing was certified the threshold is +inf: the policy "
     "never delegates."
 )
+_SELECTIVE_GUARANTEE = (
+    "With probability at least 1 - delta over the calibration data (exchangeable with the "
+    "deployment data), the weak verdict's error rate among kept inputs P(wrong | signal <= "
+    "threshold) is <= {error_alpha!r}, and so is it at every certified threshold; with "
+    "budget={budget!r} (not None) the delegation rate P(signal > threshold) is <= budget at the "
+    "same time (Learn-then-Test with one sample size per threshold, intersection-union over the "
+    "two risks; Geifman & El-Yaniv 2017). If nothing was certified the threshold is -inf: the "
+    "policy delegates everything."
+)
 _NO_GUARANTEE = (
     "NO guarantee: the uncorrected plug-in threshold (smallest threshold whose empirical "
     "calibration budget is <= alpha) exceeds the budget about half the time; a negative control, "
@@ -48,28 +61,31 @@ _NO_GUARANTEE = (
 )
 
 
+@exact_eq
 @dataclass(frozen=True)
-class ThresholdCalibration(JSONSerializable):
+class ThresholdCalibration(JSONSerializable, kind="ctd_stats.ThresholdCalibration"):
     """A calibrated "delegate iff signal > τ" policy.
 
-    Guarantee (methods ``"CTD"``, ``"Unc. calibrated"``, ``"Budget-only LTT"``): with probability
+    Guarantee (methods ``"ctd"``, ``"unc_calibrated"``, ``"budget_only"``): with probability
     ≥ 1 − ``delta`` over the calibration data (exchangeable with the deployment data), the chosen
     threshold has true delegation rate P(signal > τ) ≤ ``alpha``, and so does every threshold in
-    ``certified`` (CTD paper §4.2, problem (5)). Method ``"Plug-in"`` has NO guarantee and
+    ``certified`` (CTD paper §4.2, problem (5)). Method ``"plug_in"`` has NO guarantee and
     ``delta=None``.
 
     Attributes
     ----------
     method
-        ``"CTD"``, ``"Unc. calibrated"``, ``"Budget-only LTT"`` or ``"Plug-in"``.
+        ``"ctd"``, ``"unc_calibrated"``, ``"budget_only"`` or ``"plug_in"`` (display labels:
+        :data:`~ctd_stats.cascade.protocol.METHOD_LABELS`).
     signal
         ``"dv"`` (inputs to :meth:`delegate` are DV scores) or ``"uncertainty"`` (inputs are probe
         scores, turned into u = −|F̂(p) − 0.5| with F̂ from ``reference``).
     alpha, delta
         Budget level and the probability δ that the calibration fails (``None``: plug-in).
     found
-        Whether a threshold was certified. If not, ``threshold`` is +∞ (never delegate),
-        ``index`` is ``None`` and ``reason`` says why.
+        Whether a threshold was certified. If not, ``index`` is ``None``, ``reason`` says why
+        and ``threshold`` is the safe choice: +∞ (never delegate) for the budget methods, −∞
+        (delegate everything) for ``"selective"``.
     threshold, index
         The chosen τ and its grid index.
     reason
@@ -131,7 +147,7 @@ class ThresholdCalibration(JSONSerializable):
         if self.signal == "uncertainty":
             p = as_float_array(scores, "scores", ndim=(0, 1, 2), low=0.0, high=1.0)
             assert self.reference is not None
-            return _uncertainty(p, self.reference)
+            return uncertainty_from_sorted(p, self.reference)
         return as_float_array(scores, "scores", ndim=(0, 1, 2))
 
     def delegate(self, scores: ArrayLike) -> BoolArray:
@@ -139,33 +155,35 @@ class ThresholdCalibration(JSONSerializable):
         return self._delegate(self.signal_scores(scores))
 
     def _delegate(self, signal: FloatArray) -> BoolArray:
-        # τ = +∞ when nothing was found, so "signal > τ" is False everywhere: no special case.
+        # Nothing found: τ = +∞ (never delegate) or −∞ (selective: delegate everything), so
+        # "signal > τ" needs no special case.
         return np.asarray(signal > self.threshold)
 
     # ------------------------------------------------------------------ reporting
     def __repr__(self) -> str:
-        head = (
-            f"ThresholdCalibration({self.method}: found, threshold={fmt(self.threshold)}, "
-            f"index={self.index} of {self.grid.size})"
-            if self.found
-            else f"ThresholdCalibration({self.method}: NOT FOUND, never delegates "
-            f"(threshold={self.threshold}); reason: {self.reason}"
-            + ("" if self.min_n is None else f"; min_n={self.min_n}")
-            + ")"
-        )
-        delta = "None (no guarantee)" if self.delta is None else fmt(self.delta)
-        lines = [
-            head,
-            f"  alpha={fmt(self.alpha)}, delta={delta}, signal={self.signal!r}, "
-            f"n={self.n} (opt {self.n_opt}, ht {self.n_test})",
-            f"  certified: {int(self.certified.sum())} of {self.grid.size} grid points; "
-            f"front: {self.front.size} points",
+        head = f"method={self.method}, found={self.found}, threshold={self.threshold:.6g}"
+        lines: list[tuple[str, Any]] = []
+        if not self.found:
+            safe = "never delegates" if self.threshold > 0 else "delegates everything"
+            lines += [("reason", self.reason), ("min_n", self.min_n), ("policy", safe)]
+        lines += [
+            ("index", None if self.index is None else f"{self.index} of {self.grid.size}"),
+            ("alpha", self.alpha),
+            ("delta", "None (no guarantee)" if self.delta is None else self.delta),
+            ("signal", self.signal),
+            ("n", f"{self.n} (opt {self.n_opt}, ht {self.n_test})"),
+            ("certified", self.certified),
+            ("front", self.front),
         ]
-        return "\n".join(lines)
+        return result_repr("ThresholdCalibration", head, lines)
 
     def _json_meta(self) -> dict[str, Any]:
         if self.delta is None:
             guarantee = _NO_GUARANTEE
+        elif self.method == SELECTIVE:
+            guarantee = _SELECTIVE_GUARANTEE.format(
+                error_alpha=self.settings["error_alpha"], budget=self.settings["budget"]
+            )
         elif self.method in (CTD, UNC_CALIBRATED):
             guarantee = _GUARANTEE.format(" along the Pareto front of the opt split")
         else:

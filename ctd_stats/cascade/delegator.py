@@ -17,7 +17,6 @@ stretch at once (vectorised decisions, the bets in one tight loop) with identica
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -25,24 +24,30 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._repr import fmt, result_repr
 from .._serialize import JSONSerializable
-from .._streaming import Step
-from .._validation import BoolArray, FloatArray, as_float_array, check_choice
-from ._repr import fmt
+from .._streaming import BatchMonitor, Step, StreamingMonitor, Trace, check_state, trace_by_updates
+from .._validation import as_float_array, check_choice
 from .calibration import ThresholdCalibration
 from .metrics import MERGES, Merge
-from .signals import _uncertainty
-from .streaming import BudgetMonitor, BudgetMonitorState
+from .signals import uncertainty_from_sorted
+from .streaming import BudgetMonitor
 
-__all__ = ["DelegationSession", "DelegationTrace", "Delegator", "DelegatorState"]
+__all__ = ["DelegationSession", "Delegator", "DelegatorState"]
 
 
 @dataclass(frozen=True)
 class DelegatorState(JSONSerializable):
-    """A delegator after ``t`` inputs: the budget monitor's state (``None`` without one)."""
+    """A delegator after ``t`` inputs: its monitor's state (``None`` without one).
+
+    ``alarm_step`` is the 0-based step of the monitor's first alarm (``None`` while there is
+    none). The state serialises exactly when the monitor's state does (every monitor of the
+    package).
+    """
 
     t: int
-    monitor: BudgetMonitorState | None
+    monitor: Any
+    alarm_step: int | None = None
 
     _json_guarantee = (
         "State of a streaming CTD delegator and its anytime-valid budget monitor: restoring it "
@@ -50,45 +55,15 @@ class DelegatorState(JSONSerializable):
     )
 
     @property
-    def alarm_step(self) -> int | None:
-        return None if self.monitor is None else self.monitor.alarm_step
-
-    @property
     def needs_recalibration(self) -> bool:
-        """True once the budget monitor has alarmed."""
+        """True once the monitor has alarmed."""
         return self.alarm_step is not None
 
     def __repr__(self) -> str:
-        return f"DelegatorState(t={self.t}, monitor={self.monitor!r})"
+        return result_repr(self, f"t={self.t}, alarm_step={self.alarm_step}", ["monitor"])
 
 
-@dataclass(frozen=True)
-class DelegationTrace:
-    """A stretch of stream decided at once by :meth:`Delegator.decide_stream`.
-
-    ``delegated`` the decisions; ``log_e_values`` the monitor's log K_t per input (``None``
-    without a monitor); ``alarm_step`` the 0-based step (from the delegator's start) of the
-    monitor's first alarm, or ``None``; ``state`` the state after the stretch.
-    """
-
-    delegated: BoolArray
-    log_e_values: FloatArray | None
-    alarm_step: int | None
-    state: DelegatorState
-
-    @property
-    def alarmed(self) -> bool:
-        return self.alarm_step is not None
-
-    def __repr__(self) -> str:
-        alarm = "no alarm" if self.alarm_step is None else f"ALARM at step {self.alarm_step}"
-        return (
-            f"DelegationTrace({alarm}; {int(self.delegated.sum())} of {self.delegated.size} "
-            f"delegated, monitor={'off' if self.log_e_values is None else 'on'})"
-        )
-
-
-def _check_score(score: object) -> float:
+def check_score(score: object) -> float:
     if isinstance(score, (bool, np.bool_)) or not isinstance(
         score, (int, float, np.integer, np.floating)
     ):
@@ -105,23 +80,27 @@ class Delegator:
     Built from a calibrated policy: the score of an input is a DV score (CTD, budget-only LTT)
     or a probe score (Unc. calibrated; turned into u = −|F̂(p) − 0.5| with the stored
     calibration reference). If nothing was certified at calibration (τ = +∞) it never delegates.
+    A :class:`~ctd_stats._streaming.StreamingMonitor` itself (``update(state, score, /)``).
 
     ``monitor``: ``True`` (default) attaches a :class:`BudgetMonitor` at the calibration's
-    budget with ``level`` and ``strategy``; ``False`` none; or pass a configured monitor. A
-    budget of 1 cannot be exceeded, so it gets no monitor. Immutable.
+    budget with ``level`` and ``strategy``; ``False`` none; or pass any
+    :class:`~ctd_stats._streaming.StreamingMonitor`: it is fed each decision (``True`` /
+    ``False``) through its public ``update`` (or its vectorised ``run(x, /, *, state=)`` in
+    :meth:`decide_stream` when it has one), as optax's ``chain`` composes transformations. A
+    budget of 1 cannot be exceeded, so ``True`` then attaches no monitor. Immutable.
     """
 
     __slots__ = ("_ref", "calibration", "monitor")
 
     calibration: ThresholdCalibration
-    monitor: BudgetMonitor | None
+    monitor: StreamingMonitor[Any] | None
     _ref: list[float] | None
 
     def __init__(
         self,
         calibration: ThresholdCalibration,
         *,
-        monitor: bool | BudgetMonitor = True,
+        monitor: bool | StreamingMonitor[Any] = True,
         level: float = 0.05,
         strategy: str = "ons",
     ) -> None:
@@ -129,15 +108,15 @@ class Delegator:
             raise TypeError(
                 f"calibration: expected a ThresholdCalibration, got {type(calibration).__name__}"
             )
-        mon: BudgetMonitor | None
-        if isinstance(monitor, BudgetMonitor):
-            mon = monitor
-        elif isinstance(monitor, (bool, np.bool_)):
+        mon: StreamingMonitor[Any] | None
+        if isinstance(monitor, (bool, np.bool_)):
             # α = 1: every rate is within budget, so there is nothing to monitor.
             use = bool(monitor) and calibration.alpha < 1.0
             mon = BudgetMonitor(calibration.alpha, level=level, strategy=strategy) if use else None
+        elif isinstance(monitor, StreamingMonitor):
+            mon = monitor
         else:
-            raise TypeError(f"monitor: expected a bool or a BudgetMonitor, got {monitor!r}")
+            raise TypeError(f"monitor: expected a bool or a StreamingMonitor, got {monitor!r}")
         object.__setattr__(self, "calibration", calibration)
         object.__setattr__(self, "monitor", mon)
         ref = calibration.reference
@@ -148,12 +127,10 @@ class Delegator:
 
     def __repr__(self) -> str:
         c = self.calibration
-        state = "found" if c.found else "NOT FOUND (never delegates)"
-        m = self.monitor
-        watch = "no monitor" if m is None else f"monitor {m.strategy} at level {fmt(m.level)}"
-        return (
-            f"Delegator({c.method} {state}, threshold={fmt(c.threshold)}, alpha={fmt(c.alpha)}, "
-            f"{watch})"
+        return result_repr(
+            self,
+            f"{c.method}, found={c.found}, threshold={fmt(c.threshold)}, alpha={fmt(c.alpha)}",
+            [("monitor", "none" if self.monitor is None else repr(self.monitor))],
         )
 
     @property
@@ -165,71 +142,53 @@ class Delegator:
         """The state before any input."""
         return DelegatorState(t=0, monitor=None if self.monitor is None else self.monitor.init())
 
-    def _signal(self, value: float) -> float:
-        """The delegation signal of one validated raw score (same arithmetic as the arrays)."""
-        if self._ref is None:
-            return value
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"score: a probe score must lie in [0, 1], got {value!r}")
-        # searchsorted(side="left") is bisect_left; i / n and −|· − 0.5| are exact IEEE ops.
-        return -abs(bisect.bisect_left(self._ref, value) / len(self._ref) - 0.5)
-
     def update(self, state: DelegatorState, score: float, /) -> tuple[DelegatorState, Step]:
         """Decide for one input from its raw score; pure. ``step.delegated`` is the decision."""
-        if not isinstance(state, DelegatorState):
-            raise TypeError(f"state: expected a DelegatorState, got {type(state).__name__}")
-        value = _check_score(score)
-        delegated = self._signal(value) > self.calibration.threshold
-        if self.monitor is None or state.monitor is None:
-            step = Step(
-                t=state.t,
-                x=value,
-                statistic=0.0,
-                alarm=False,
-                new_alarm=False,
-                alarm_step=None,
-                delegated=delegated,
-            )
-            return DelegatorState(t=state.t + 1, monitor=state.monitor), step
-        mstate, ms = self.monitor._update(state.monitor, float(delegated))
-        step = Step(
-            t=state.t,
-            x=value,
-            statistic=ms.statistic,
-            alarm=ms.alarm,
-            new_alarm=ms.new_alarm,
-            alarm_step=ms.alarm_step,
-            delegated=delegated,
-        )
-        return DelegatorState(t=state.t + 1, monitor=mstate), step
+        check_state(state, DelegatorState)
+        value = check_score(score)
+        signal = value
+        if self._ref is not None:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"score: a probe score must lie in [0, 1], got {value!r}")
+            signal = uncertainty_from_sorted(value, self._ref)
+        delegated = signal > self.calibration.threshold
+        if self.monitor is None:
+            step = Step(state.t, value, 0.0, False, False, None, delegated)
+            return DelegatorState(t=state.t + 1, monitor=None), step
+        mstate, ms = self.monitor.update(state.monitor, delegated)
+        step = Step(state.t, value, ms.statistic, ms.alarm, ms.new_alarm, ms.alarm_step, delegated)
+        return DelegatorState(t=state.t + 1, monitor=mstate, alarm_step=ms.alarm_step), step
 
     def decide_stream(
-        self, scores: ArrayLike, *, state: DelegatorState | None = None
-    ) -> DelegationTrace:
+        self, scores: ArrayLike, /, *, state: DelegatorState | None = None
+    ) -> Trace[DelegatorState]:
         """Decisions for a stretch of inputs, each made on its own score alone.
 
         Identical to calling :meth:`update` on each element in order (tested), but vectorised:
-        the threshold comparison on the whole array, then the monitor's bets in one tight loop.
+        the threshold comparison on the whole array, then the monitor's ``run`` (or its
+        ``update`` in a loop when it has no ``run``).
         """
-        if state is None:
-            state = self.init()
-        elif not isinstance(state, DelegatorState):
-            raise TypeError(f"state: expected a DelegatorState, got {type(state).__name__}")
+        state = self.init() if state is None else check_state(state, DelegatorState)
         c = self.calibration
         if c.signal == "uncertainty":
-            p = as_float_array(scores, "scores", ndim=1, low=0.0, high=1.0)
+            x = as_float_array(scores, "scores", ndim=1, low=0.0, high=1.0)
             assert c.reference is not None
-            d = c._delegate(_uncertainty(p, c.reference))
+            signal = uncertainty_from_sorted(x, c.reference)
         else:
-            d = c._delegate(as_float_array(scores, "scores", ndim=1))
-        if self.monitor is None or state.monitor is None:
-            new = DelegatorState(t=state.t + int(d.size), monitor=state.monitor)
-            return DelegationTrace(delegated=d, log_e_values=None, alarm_step=None, state=new)
-        mstate, log_e = self.monitor._run(state.monitor, d.astype(np.float64))
-        new = DelegatorState(t=state.t + int(d.size), monitor=mstate)
-        return DelegationTrace(
-            delegated=d, log_e_values=log_e, alarm_step=mstate.alarm_step, state=new
-        )
+            x = signal = as_float_array(scores, "scores", ndim=1)
+        d = np.asarray(signal > c.threshold)  # τ = +∞ when nothing was certified: never
+        n = int(d.size)
+        if self.monitor is None:
+            new = DelegatorState(t=state.t + n, monitor=None)
+            return Trace(x, np.zeros(n), None, new, start=state.t, delegated=d)
+        if isinstance(self.monitor, BatchMonitor):
+            mtrace = self.monitor.run(d, state=state.monitor)
+        else:
+            mtrace = trace_by_updates(
+                self.monitor, d.tolist(), state.monitor, start=state.t, alarm_step=state.alarm_step
+            )
+        new = DelegatorState(t=state.t + n, monitor=mtrace.state, alarm_step=mtrace.alarm_step)
+        return Trace(x, mtrace.statistic, mtrace.alarm_step, new, start=state.t, delegated=d)
 
     @staticmethod
     def output(
@@ -269,7 +228,7 @@ class DelegationSession:
         self.state = delegator.init() if state is None else state
 
     def __repr__(self) -> str:
-        return f"DelegationSession({self.delegator!r}, state={self.state!r})"
+        return result_repr(self, f"t={self.state.t}", [("delegator", repr(self.delegator))])
 
     @property
     def needs_recalibration(self) -> bool:
@@ -280,7 +239,7 @@ class DelegationSession:
         self.state, step = self.delegator.update(self.state, score)
         return step
 
-    def decide_stream(self, scores: ArrayLike) -> DelegationTrace:
+    def decide_stream(self, scores: ArrayLike) -> Trace[DelegatorState]:
         """Decide a stretch of inputs and advance the state."""
         trace = self.delegator.decide_stream(scores, state=self.state)
         self.state = trace.state
@@ -298,3 +257,7 @@ class DelegationSession:
     def restore(cls, delegator: Delegator, text: str) -> DelegationSession:
         """A session continuing from a :meth:`checkpoint`."""
         return cls(delegator, DelegatorState.from_json(text))
+
+
+# TEMPORARY (H1): removed name, kept only until cascade/__init__.py stops importing it.
+DelegationTrace = Trace

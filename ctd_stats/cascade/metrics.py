@@ -11,7 +11,7 @@ high-stakes). This module holds the pieces that do not depend on *how* delegatio
   (``"average"``), its AUROC (ties count ½, as in the Mann–Whitney / rank formula), its accuracy
   at the 0.5 cut (prediction = s ≥ 0.5) and the realised budget = mean(delegated);
 * :class:`CascadeTable`, a validated table of (probe, expert, DV score, label, group) rows that
-  the sweep (:mod:`ctd_stats.cascade.sweep`), the budget validation and the simulator exchange.
+  the sweep (:mod:`ctd_stats.cascade.sweeps`), the budget validation and the simulator exchange.
 
 Everything is vectorised: a delegation mask may be one row (n,) or many rows (m, n) — one per
 candidate threshold — and the metrics are then computed for every row at once.
@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from .._repr import result_repr
 from .._validation import (
     BoolArray,
     FloatArray,
@@ -34,7 +35,6 @@ from .._validation import (
     as_float_array,
     check_choice,
 )
-from ._repr import summarise
 
 __all__ = [
     "MERGES",
@@ -60,7 +60,7 @@ ValueKind = Literal["continuous", "binary"]
 VALUE_KINDS: Final[tuple[str, ...]] = ("continuous", "binary")
 
 
-def _probabilities(value: ArrayLike, name: str, *, ndim: int | tuple[int, ...] = 1) -> FloatArray:
+def as_probabilities(value: ArrayLike, name: str, *, ndim: int | tuple[int, ...] = 1) -> FloatArray:
     """Scores that must be probabilities: finite, in [0, 1]."""
     return as_float_array(value, name, ndim=ndim, low=0.0, high=1.0)
 
@@ -94,13 +94,15 @@ def delegation_value(
     """
     check_choice(kind, "kind", VALUE_KINDS)
     y = as_binary_array(labels, "labels")
-    p = _probabilities(probe, "probe")
-    e = _probabilities(expert, "expert")
-    _same_length(p, e, y)
-    return _values(y, p, e, kind)
+    p = as_probabilities(probe, "probe")
+    e = as_probabilities(expert, "expert")
+    check_cascade_lengths(p, e, y)
+    return delegation_value_unchecked(y, p, e, kind)
 
 
-def _values(y: IntArray, p: FloatArray, e: FloatArray, kind: str = "continuous") -> FloatArray:
+def delegation_value_unchecked(
+    y: IntArray, p: FloatArray, e: FloatArray, kind: str = "continuous"
+) -> FloatArray:
     """Kernel of :func:`delegation_value` (validated inputs)."""
     if kind == "continuous":
         out: FloatArray = (2.0 * y - 1.0) * (e - p)
@@ -111,7 +113,7 @@ def _values(y: IntArray, p: FloatArray, e: FloatArray, kind: str = "continuous")
     return binary
 
 
-def _same_length(probe: FloatArray, expert: FloatArray, labels: IntArray) -> None:
+def check_cascade_lengths(probe: FloatArray, expert: FloatArray, labels: IntArray) -> None:
     if expert.shape[-1] != probe.shape[-1]:
         raise ValueError(
             f"expert: length {expert.shape[-1]} does not match probe (length {probe.shape[-1]})"
@@ -140,8 +142,8 @@ def combine_scores(
     (n,) or a stack of masks (m, n); the result has the mask's shape.
     """
     check_choice(merge, "merge", MERGES)
-    p = _probabilities(probe, "probe")
-    e = _probabilities(expert, "expert")
+    p = as_probabilities(probe, "probe")
+    e = as_probabilities(expert, "expert")
     d = _mask(delegated, "delegated")
     if e.size != p.size:
         raise ValueError(f"expert: length {e.size} does not match probe (length {p.size})")
@@ -221,10 +223,8 @@ class CascadeMetrics:
     mean_value: float
 
     def __repr__(self) -> str:
-        return (
-            f"CascadeMetrics(auroc={self.auroc:.4f}, accuracy={self.accuracy:.4f}, "
-            f"budget={self.budget:.4f}, mean_value={self.mean_value:.4f})"
-        )
+        head = f"auroc={self.auroc:.4f}, accuracy={self.accuracy:.4f}, budget={self.budget:.4f}"
+        return result_repr(self, head, ["mean_value"])
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,8 @@ class CascadeCurves:
     mean_value: FloatArray
 
     def __repr__(self) -> str:
-        return f"CascadeCurves({self.auroc.size} cascades: {summarise('budget', self.budget)})"
+        fields = ["budget", "auroc", "accuracy", "mean_value"]
+        return result_repr(self, f"n_cascades={self.auroc.size}", fields)
 
 
 def evaluate_cascades(
@@ -251,23 +252,23 @@ def evaluate_cascades(
     """AUROC, accuracy, budget and mean delegated v for a stack of masks (m, n) at once."""
     check_choice(merge, "merge", MERGES)
     y = as_binary_array(labels, "labels")
-    p = _probabilities(probe, "probe")
-    e = _probabilities(expert, "expert")
-    _same_length(p, e, y)
+    p = as_probabilities(probe, "probe")
+    e = as_probabilities(expert, "expert")
+    check_cascade_lengths(p, e, y)
     d = _mask(delegated, "delegated")
     if d.shape[-1] != p.size:
         raise ValueError(f"delegated: length {d.shape[-1]} does not match probe (length {p.size})")
-    _both_classes(y)
-    return _evaluate(y, p, e, d[None, :] if d.ndim == 1 else d, merge)
+    check_both_classes(y)
+    return evaluate_unchecked(y, p, e, d[None, :] if d.ndim == 1 else d, merge)
 
 
-def _both_classes(y: IntArray) -> None:
+def check_both_classes(y: IntArray) -> None:
     n1 = int(y.sum())
     if n1 == 0 or n1 == y.size:
         raise ValueError("labels: AUROC needs both classes (0 and 1) to be present")
 
 
-def _evaluate(
+def evaluate_unchecked(
     y: IntArray, p: FloatArray, e: FloatArray, d2: BoolArray, merge: str
 ) -> CascadeCurves:
     """Kernel of :func:`evaluate_cascades`: validated inputs, masks (m, n), both classes."""
@@ -286,7 +287,7 @@ def _evaluate(
     )
 
 
-def _metrics(curves: CascadeCurves, i: int = 0) -> CascadeMetrics:
+def metrics_at(curves: CascadeCurves, i: int = 0) -> CascadeMetrics:
     return CascadeMetrics(
         auroc=float(curves.auroc[i]),
         accuracy=float(curves.accuracy[i]),
@@ -307,7 +308,7 @@ def evaluate_cascade(
     d = _mask(delegated, "delegated")
     if d.ndim != 1:
         raise ValueError(f"delegated: expected one mask of shape (n,), got shape {d.shape}")
-    return _metrics(evaluate_cascades(labels, probe, expert, d, merge=merge))
+    return metrics_at(evaluate_cascades(labels, probe, expert, d, merge=merge))
 
 
 @dataclass(frozen=True)
@@ -345,11 +346,11 @@ class CascadeTable:
         groups: ArrayLike | None = None,
     ) -> CascadeTable:
         """Check and store the columns (equal lengths, probabilities in [0, 1], 0/1 labels)."""
-        p = _probabilities(probe, "probe")
-        e = _probabilities(expert, "expert")
+        p = as_probabilities(probe, "probe")
+        e = as_probabilities(expert, "expert")
         d = as_float_array(dv, "dv", ndim=1)
         y = as_binary_array(labels, "labels")
-        _same_length(p, e, y)
+        check_cascade_lengths(p, e, y)
         if d.size != p.size:
             raise ValueError(f"dv: length {d.size} does not match probe (length {p.size})")
         if groups is None:
@@ -369,20 +370,13 @@ class CascadeTable:
     def __repr__(self) -> str:
         groups = sorted(set(self.groups.tolist()))
         shown = ", ".join(groups[:6]) + (", ..." if len(groups) > 6 else "")
-        return "\n".join(
-            [
-                f"CascadeTable(n={self.n}, {int(self.labels.sum())} positive, "
-                f"{len(groups)} groups: {shown})",
-                "  " + summarise("probe", self.probe),
-                "  " + summarise("expert", self.expert),
-                "  " + summarise("dv", self.dv),
-            ]
-        )
+        head = f"n={self.n}, n_positive={int(self.labels.sum())}, n_groups={len(groups)}"
+        return result_repr(self, head, [("groups", shown), "probe", "expert", "dv"])
 
     def values(self, *, kind: ValueKind = "continuous") -> FloatArray:
         """The true delegation values v of every row (see :func:`delegation_value`)."""
         check_choice(kind, "kind", VALUE_KINDS)
-        return _values(self.labels, self.probe, self.expert, kind)
+        return delegation_value_unchecked(self.labels, self.probe, self.expert, kind)
 
     def take(self, index: ArrayLike) -> CascadeTable:
         """The rows at ``index`` (an integer index array), as a new table."""

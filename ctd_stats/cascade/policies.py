@@ -23,6 +23,8 @@ p < δ, the reference code); a budget with no certified threshold means "never d
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,31 +32,27 @@ from numpy.typing import ArrayLike
 
 from .._serialize import array_sha256
 from .._validation import (
+    BoolArray,
     FloatArray,
     IntArray,
     as_binary_array,
     as_float_array,
     check_choice,
+    check_grid,
     check_level,
 )
-from ..fwer import fixed_sequence
-from ..pareto import pareto_front
+from ..pvalues import binomial_kernel, min_n_for_zero_losses
 from ..splits import split_indices
 from .calibration import BUDGET_ONLY, CTD, PLUG_IN, UNC_CALIBRATED, ThresholdCalibration
-from .metrics import MERGES, Merge, _both_classes, _probabilities, _same_length
+from .metrics import MERGES, Merge, as_probabilities, check_both_classes, check_cascade_lengths
 from .signals import (
     PERFORMANCE_RISKS,
     PerformanceRisk,
     Signal,
-    _budget_pvalues,
-    _counts_above,
-    _min_n_split,
-    _min_n_test,
-    _performance_risk,
-    _threshold_grid,
-    _uncertainty,
     check_budget,
-    check_grid,
+    performance_risk_unchecked,
+    threshold_grid_unchecked,
+    uncertainty_from_sorted,
 )
 
 __all__ = [
@@ -65,12 +63,120 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- budget test kernels
+# One implementation each, shared by the single calibrations below and the batched App. D path
+# (:mod:`~ctd_stats.cascade.budget_validation`).
+def grid_positions(scores: FloatArray, grid: FloatArray) -> IntArray:
+    """b = #{τ_j < d}: the input is delegated at τ_j (d > τ_j) iff j < b."""
+    return np.searchsorted(grid, scores, side="left").astype(np.int64)
+
+
+def counts_above(b: IntArray, m: int, weights: FloatArray | None = None) -> FloatArray:
+    """Per row of grid positions ``b`` (R, n): Σ_{i: b_i > j} w_i for every grid index j.
+
+    With w = 1 (default) the number of inputs delegated at each τ_j, shape (R, m): one
+    ``bincount`` + ``cumsum`` for all rows at once.
+    """
+    r, _n = b.shape
+    flat = (b + (m + 1) * np.arange(r)[:, None]).ravel()
+    w = None if weights is None else weights.ravel()
+    hist = np.bincount(flat, weights=w, minlength=r * (m + 1)).reshape(r, m + 1)
+    total = hist.sum(axis=1, keepdims=True)
+    return np.asarray(total - np.cumsum(hist, axis=1)[:, :m], dtype=np.float64)
+
+
+def delegated_counts(scores: FloatArray, grid: FloatArray) -> FloatArray:
+    """#{scores > τ} for every τ in the grid, shape (m,)."""
+    counts: FloatArray = counts_above(grid_positions(scores, grid)[None, :], grid.size)[0]
+    return counts
+
+
+def budget_pvalues(counts: FloatArray | IntArray, n: int, alpha: float) -> FloatArray:
+    """Exact binomial p-values P(Bin(n, α) ≤ k) of H0: budget > α (CTD paper §3, Eq. 5).
+
+    :func:`ctd_stats.pvalues.binomial_pvalue`'s kernel; all 0 at α = 1, where the null is empty.
+    """
+    return binomial_kernel(np.asarray(counts, dtype=np.int64), n, alpha)
+
+
+def min_n_test(alpha: float, delta: float, strict: bool) -> int:
+    """Smallest n at which even zero delegations pass the budget test: (1 − α)^n ≤ δ."""
+    n = min_n_for_zero_losses(alpha, delta, "binomial", strict=strict)
+    assert n is not None  # the binomial p-value of zero losses falls below any δ > 0
+    return n
+
+
+def min_n_split(min_test: int, opt_fraction: float) -> int:
+    """Smallest calibration size n whose ht part n − ⌊opt_fraction · n⌋ has ≥ ``min_test``."""
+    n = max(2, math.floor((min_test - 1) / (1.0 - opt_fraction)))
+    while n - int(opt_fraction * n) < min_test or int(opt_fraction * n) < 1:
+        n += 1
+    return n
+
+
+def certify_descending(passed: BoolArray, tested: BoolArray) -> BoolArray:
+    """Fixed-sequence testing from the largest τ down (LTT, Angelopoulos et al. 2022, Sec. 3).
+
+    Along the last (grid) axis, the ``tested`` points are visited from the last index down; the
+    certified ones are those before the first tested point that fails (``passed`` False). Any
+    leading axes are a batch: one calibration per row (budget × re-split in App. D).
+    """
+    fail = (tested & ~passed)[..., ::-1]
+    m = fail.shape[-1]
+    first = np.where(fail.any(axis=-1), np.argmax(fail, axis=-1), m)[..., None]
+    return np.asarray(tested & (np.arange(m)[::-1] < first))
+
+
+def best_certified(certified: BoolArray, performance: FloatArray) -> IntArray:
+    """Grid index of the certified τ of lowest performance risk, −1 where none is certified.
+
+    Ties go to the largest τ, the first one tested (Laufer-Goldshtein et al. 2023, Alg. 1).
+    Batched like :func:`certify_descending`; ``performance`` broadcasts against ``certified``.
+    """
+    m = certified.shape[-1]
+    rev = np.where(certified, performance, np.inf)[..., ::-1]
+    best = m - 1 - np.argmin(rev, axis=-1)
+    return np.where(certified.any(axis=-1), best, -1).astype(np.int64)
+
+
+def pareto_front_sorted(budget: FloatArray, performance: FloatArray) -> BoolArray:
+    """Pareto front (both minimised) per row when ``budget`` is non-increasing along the row.
+
+    The delegated fraction falls as τ grows, so this is every policy's case. Point j is
+    dominated iff some k has budget_k ≤ budget_j and perf_k ≤ perf_j with one strict: either a
+    point of strictly smaller budget (a later index, past j's block of equal budgets) with
+    perf ≤ perf_j, or a point of equal budget with strictly smaller perf. O(R m), and the same
+    mask as :func:`ctd_stats.pareto.pareto_front` (exact duplicates are kept; if nothing
+    survived, every point would be kept). Shape (R, m).
+    """
+    r, m = budget.shape
+    new_block = np.ones((r, m), dtype=bool)
+    new_block[:, 1:] = budget[:, 1:] != budget[:, :-1]
+    flat_starts = np.flatnonzero(new_block.ravel())
+    block_id = np.cumsum(new_block.ravel()) - 1
+    block_min = np.minimum.reduceat(performance.ravel(), flat_starts)[block_id].reshape(r, m)
+    block_end = (np.append(flat_starts[1:], r * m) - 1)[block_id].reshape(r, m)
+    block_end -= (np.arange(r) * m)[:, None]  # index within the row
+    suffix_min = np.minimum.accumulate(performance[:, ::-1], axis=1)[:, ::-1]
+    padded = np.concatenate([suffix_min, np.full((r, 1), np.inf)], axis=1)
+    later_min = np.take_along_axis(padded, block_end + 1, axis=1)
+    dominated = (later_min <= performance) | (block_min < performance)
+    front = ~dominated
+    front[~front.any(axis=1)] = True
+    return np.asarray(front)
+
+
+def passes(pvalues: FloatArray, delta: float, strict: bool) -> BoolArray:
+    """The budget test's rejection rule: p < δ (``strict``) or p ≤ δ."""
+    return np.asarray(pvalues < delta) if strict else np.asarray(pvalues <= delta)
+
+
 def _not_found_reason(
     k: int, n_test: int, p: float, alpha: float, delta: float, strict: bool
 ) -> tuple[str, bool]:
     """Why the first (least aggressive) tested threshold failed; True if n_test is the cause."""
     rule = "<" if strict else "<="
-    if n_test < _min_n_test(alpha, delta, strict):
+    if n_test < min_n_test(alpha, delta, strict):
         return (
             f"n: {n_test} test points cannot certify alpha={alpha:.6g} at delta={delta:.6g}: "
             f"even zero delegations give p = {p:.4g}, not {rule} delta",
@@ -83,62 +189,75 @@ def _not_found_reason(
     )
 
 
-def _pareto_ltt(
-    *,
+@dataclass(frozen=True)
+class ParetoData:
+    """Validated calibration data and Pareto-LTT options (everything but the signal and α)."""
+
+    labels: IntArray
+    probe: FloatArray
+    expert: FloatArray
+    delta: float
+    performance: str
+    merge: str
+    opt_fraction: float
+    seed: int
+    strict: bool
+
+
+def pareto_ltt(
+    data: ParetoData,
     method: str,
     signal_kind: Signal,
     signal: FloatArray,
-    probe: FloatArray,
-    expert: FloatArray,
-    labels: IntArray,
     grid: FloatArray,
     alphas: list[float],
-    delta: float,
-    performance: str,
-    merge: str,
-    opt_fraction: float,
-    seed: int,
-    strict: bool,
     reference: FloatArray | None,
-    sha256: str,
 ) -> list[ThresholdCalibration]:
     """Pareto-LTT kernel at several budgets; the opt risks and the front do not depend on α."""
-    split = split_indices(signal.size, first_fraction=opt_fraction, seed=seed)
+    labels, delta, strict, opt_fraction = data.labels, data.delta, data.strict, data.opt_fraction
+    split = split_indices(signal.size, first_fraction=opt_fraction, seed=data.seed)
     opt, ht = split.first, split.second
-    _both_classes(labels[opt])
-    opt_perf = _performance_risk(
-        labels[opt], probe[opt], expert[opt], signal[opt], grid, performance, merge
+    check_both_classes(labels[opt])
+    opt_perf = performance_risk_unchecked(
+        labels[opt],
+        data.probe[opt],
+        data.expert[opt],
+        signal[opt],
+        grid,
+        data.performance,
+        data.merge,
     )
-    opt_budget = _counts_above(signal[opt], grid) / opt.size
-    ht_counts = _counts_above(signal[ht], grid)
+    opt_budget = delegated_counts(signal[opt], grid) / opt.size
+    ht_counts = delegated_counts(signal[ht], grid)
     m, n_ht = grid.size, int(ht.size)
     descending = np.arange(m - 1, -1, -1)
-    on_front = pareto_front(np.column_stack([opt_budget, opt_perf]))
+    on_front = pareto_front_sorted(opt_budget[None, :], opt_perf[None, :])[0]
     front = descending[on_front[descending]]
     settings: dict[str, Any] = {
-        "performance": performance,
-        "merge": merge,
+        "performance": data.performance,
+        "merge": data.merge,
         "opt_fraction": opt_fraction,
-        "seed": seed,
+        "seed": data.seed,
         "strict": strict,
     }
+    # What the calibration saw: the signal (DV scores, or the probe for the uncertainty signal).
+    seen = signal if reference is None else data.probe
+    sha256 = array_sha256(np.stack([seen, data.probe, data.expert, labels]))
     out: list[ThresholdCalibration] = []
     for alpha in alphas:
-        pvals = _budget_pvalues(ht_counts, n_ht, alpha)
-        tested = fixed_sequence(pvals, delta, order=front, strict=strict)
-        index: int | None = None
+        pvals = budget_pvalues(ht_counts, n_ht, alpha)
+        certified = certify_descending(passes(pvals, delta, strict), on_front)
+        best = int(best_certified(certified, opt_perf))
+        index = None if best < 0 else best
         reason: str | None = None
         min_n: int | None = None
-        if tested.n_rejected:
-            # argmin returns the first minimum: the least aggressive among ties.
-            index = int(tested.indices[np.argmin(opt_perf[tested.indices])])
-        else:
+        if index is None:
             j = int(front[0])
             reason, small = _not_found_reason(
                 int(ht_counts[j]), n_ht, float(pvals[j]), alpha, delta, strict
             )
             if small:
-                min_n = _min_n_split(_min_n_test(alpha, delta, strict), opt_fraction)
+                min_n = min_n_split(min_n_test(alpha, delta, strict), opt_fraction)
         out.append(
             ThresholdCalibration(
                 method=method,
@@ -151,7 +270,7 @@ def _pareto_ltt(
                 reason=reason,
                 min_n=min_n,
                 grid=grid,
-                certified=tested.rejected,
+                certified=certified,
                 front=front,
                 pvalues=pvals,
                 opt_budget=opt_budget,
@@ -177,7 +296,7 @@ def _pareto_iv(
     opt_fraction: float,
     seed: int,
     strict: bool,
-) -> tuple[IntArray, FloatArray, FloatArray, float, float, float]:
+) -> tuple[ParetoData, float]:
     alpha = check_budget(alpha)
     delta = check_level(delta, "delta")
     check_choice(performance, "performance", PERFORMANCE_RISKS)
@@ -188,12 +307,13 @@ def _pareto_iv(
     if not isinstance(strict, (bool, np.bool_)):
         raise TypeError(f"strict: expected a bool, got {type(strict).__name__}")
     y = as_binary_array(labels, "labels")
-    p = _probabilities(probe, "probe")
-    e = _probabilities(expert, "expert")
-    _same_length(p, e, y)
+    p = as_probabilities(probe, "probe")
+    e = as_probabilities(expert, "expert")
+    check_cascade_lengths(p, e, y)
     if y.size < 4:
         raise ValueError(f"labels: need at least 4 calibration points, got {y.size}")
-    return y, p, e, alpha, delta, opt_fraction
+    data = ParetoData(y, p, e, delta, performance, merge, opt_fraction, int(seed), bool(strict))
+    return data, alpha
 
 
 def calibrate_ctd(
@@ -223,31 +343,14 @@ def calibrate_ctd(
     it on the DV scores of the whole test table; pass that grid to reproduce it). α = 1 is
     allowed (every threshold is certified).
     """
-    y, p, e, alpha, delta, opt_fraction = _pareto_iv(
+    data, alpha = _pareto_iv(
         labels, probe, expert, alpha, delta, performance, merge, opt_fraction, seed, strict
     )
     d = as_float_array(dv, "dv", ndim=1)
-    if d.size != p.size:
-        raise ValueError(f"dv: length {d.size} does not match probe (length {p.size})")
-    g = _threshold_grid(d) if grid is None else check_grid(grid)
-    return _pareto_ltt(
-        method=CTD,
-        signal_kind="dv",
-        signal=d,
-        probe=p,
-        expert=e,
-        labels=y,
-        grid=g,
-        alphas=[alpha],
-        delta=delta,
-        performance=performance,
-        merge=merge,
-        opt_fraction=opt_fraction,
-        seed=int(seed),
-        strict=bool(strict),
-        reference=None,
-        sha256=array_sha256(np.stack([d, p, e, y])),
-    )[0]
+    if d.size != data.probe.size:
+        raise ValueError(f"dv: length {d.size} does not match probe (length {data.probe.size})")
+    g = threshold_grid_unchecked(d) if grid is None else check_grid(grid)
+    return pareto_ltt(data, CTD, "dv", d, g, [alpha], None)[0]
 
 
 def calibrate_uncertainty(
@@ -270,41 +373,23 @@ def calibrate_uncertainty(
     deployment :meth:`ThresholdCalibration.delegate` takes probe scores). ``grid`` defaults to
     linspace(min u − 0.01, max u + 0.01, 100) over the calibration u. Same guarantee as CTD.
     """
-    y, p, e, alpha, delta, opt_fraction = _pareto_iv(
+    data, alpha = _pareto_iv(
         labels, probe, expert, alpha, delta, performance, merge, opt_fraction, seed, strict
     )
-    ref = np.sort(p)
-    u = _uncertainty(p, ref)
-    g = _threshold_grid(u) if grid is None else check_grid(grid)
-    return _pareto_ltt(
-        method=UNC_CALIBRATED,
-        signal_kind="uncertainty",
-        signal=u,
-        probe=p,
-        expert=e,
-        labels=y,
-        grid=g,
-        alphas=[alpha],
-        delta=delta,
-        performance=performance,
-        merge=merge,
-        opt_fraction=opt_fraction,
-        seed=int(seed),
-        strict=bool(strict),
-        reference=ref,
-        sha256=array_sha256(np.stack([p, p, e, y])),
-    )[0]
+    ref = np.sort(data.probe)
+    u = uncertainty_from_sorted(data.probe, ref)
+    g = threshold_grid_unchecked(u) if grid is None else check_grid(grid)
+    return pareto_ltt(data, UNC_CALIBRATED, "uncertainty", u, g, [alpha], ref)[0]
 
 
-def _budget_only(
+def budget_only_unchecked(
     s: FloatArray, g: FloatArray, alpha: float, delta: float, strict: bool, sha256: str
 ) -> ThresholdCalibration:
     """Budget-only LTT kernel (validated inputs)."""
-    counts = _counts_above(s, g)
+    counts = delegated_counts(s, g)
     m, n = g.size, int(s.size)
-    pvals = _budget_pvalues(counts, n, alpha)
-    tested = fixed_sequence(pvals, delta, order="descending", strict=strict)
-    certified = tested.rejected
+    pvals = budget_pvalues(counts, n, alpha)
+    certified = certify_descending(passes(pvals, delta, strict), np.ones(m, dtype=bool))
     index = int(np.flatnonzero(certified).min()) if certified.any() else None
     reason: str | None = None
     min_n: int | None = None
@@ -312,7 +397,7 @@ def _budget_only(
         reason, small = _not_found_reason(
             int(counts[-1]), n, float(pvals[-1]), alpha, delta, strict
         )
-        min_n = _min_n_test(alpha, delta, strict) if small else None
+        min_n = min_n_test(alpha, delta, strict) if small else None
     return ThresholdCalibration(
         method=BUDGET_ONLY,
         signal="dv",
@@ -355,12 +440,14 @@ def calibrate_budget_only(
     if not isinstance(strict, (bool, np.bool_)):
         raise TypeError(f"strict: expected a bool, got {type(strict).__name__}")
     s = as_float_array(scores, "scores", ndim=1)
-    g = _threshold_grid(s) if grid is None else check_grid(grid)
-    return _budget_only(s, g, alpha, delta, bool(strict), array_sha256(s))
+    g = threshold_grid_unchecked(s) if grid is None else check_grid(grid)
+    return budget_only_unchecked(s, g, alpha, delta, bool(strict), array_sha256(s))
 
 
-def _plug_in(s: FloatArray, g: FloatArray, alpha: float, sha256: str) -> ThresholdCalibration:
-    counts = _counts_above(s, g)
+def plug_in_unchecked(
+    s: FloatArray, g: FloatArray, alpha: float, sha256: str
+) -> ThresholdCalibration:
+    counts = delegated_counts(s, g)
     ok = counts <= alpha * s.size
     index = int(np.flatnonzero(ok).min()) if ok.any() else None
     return ThresholdCalibration(
@@ -395,5 +482,5 @@ def calibrate_plug_in(
     """
     alpha = check_budget(alpha)
     s = as_float_array(scores, "scores", ndim=1)
-    g = _threshold_grid(s) if grid is None else check_grid(grid)
-    return _plug_in(s, g, alpha, array_sha256(s))
+    g = threshold_grid_unchecked(s) if grid is None else check_grid(grid)
+    return plug_in_unchecked(s, g, alpha, array_sha256(s))

@@ -7,7 +7,7 @@
 * :func:`group_summary` and :func:`cap_group_indices` — per-group delegation (CTD paper §5.5,
   Table 1) and the reference's per-group cap.
 
-The sweep itself is :func:`ctd_stats.cascade.sweep.sweep`.
+The sweep itself is :func:`ctd_stats.cascade.sweeps.sweep`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._repr import result_repr
 from .._validation import (
     FloatArray,
     IntArray,
@@ -29,13 +30,14 @@ from .._validation import (
     check_level,
     check_positive_int,
 )
-from .calibration import BUDGET_ONLY, CTD, UNC_CALIBRATED
+from .calibration import BUDGET_ONLY, CTD, PLUG_IN, SELECTIVE, UNC_CALIBRATED
 from .metrics import MERGES, Merge
 from .signals import PERFORMANCE_RISKS, PerformanceRisk, check_budget, check_margin
 
 __all__ = [
     "DV_TOPK",
     "GLOBAL_ORACLE",
+    "METHOD_LABELS",
     "METHOD_NAMES",
     "ORACLE_TOPK",
     "SETTINGS",
@@ -48,10 +50,10 @@ __all__ = [
     "group_summary",
 ]
 
-UNC_TOPK: Final = "Unc. top-k"
-DV_TOPK: Final = "DV top-k"
-ORACLE_TOPK: Final = "Oracle top-k"
-GLOBAL_ORACLE: Final = "Global oracle"
+UNC_TOPK: Final = "unc_topk"
+DV_TOPK: Final = "dv_topk"
+ORACLE_TOPK: Final = "oracle_topk"
+GLOBAL_ORACLE: Final = "global_oracle"
 METHOD_NAMES: Final[tuple[str, ...]] = (
     CTD,
     UNC_CALIBRATED,
@@ -61,6 +63,18 @@ METHOD_NAMES: Final[tuple[str, ...]] = (
     ORACLE_TOPK,
     GLOBAL_ORACLE,
 )
+#: Display label of each method name (the CTD paper's legend), for plots and tables.
+METHOD_LABELS: Final[dict[str, str]] = {
+    CTD: "CTD",
+    UNC_CALIBRATED: "Unc. calibrated",
+    BUDGET_ONLY: "Budget-only LTT",
+    PLUG_IN: "Plug-in",
+    SELECTIVE: "Selective",
+    UNC_TOPK: "Unc. top-k",
+    DV_TOPK: "DV top-k",
+    ORACLE_TOPK: "Oracle top-k",
+    GLOBAL_ORACLE: "Global oracle",
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +90,8 @@ class CTDSettings:
         Budget levels α (reference: linspace(0.05, 1.0, 20); the paper's text says [0.05, 0.95]).
     delta
         FWER level δ of the budget guarantee.
-    calib_fraction, opt_fraction, seed
-        Table split calibration / evaluation (first ``calib_fraction`` of a
+    calibration_fraction, opt_fraction, seed
+        Table split calibration / evaluation (first ``calibration_fraction`` of a
         ``default_rng(seed)`` permutation = calibration), then calibration split opt / ht (first
         ``opt_fraction`` = opt, same seed).
     performance
@@ -95,7 +109,7 @@ class CTDSettings:
     threshold_margin: float = 0.01
     budgets: tuple[float, ...] = tuple(float(a) for a in np.linspace(0.05, 1.0, 20))
     delta: float = 0.1
-    calib_fraction: float = 0.5
+    calibration_fraction: float = 0.5
     opt_fraction: float = 0.3
     seed: int = 42
     performance: PerformanceRisk = "accuracy"
@@ -113,7 +127,7 @@ class CTDSettings:
         if len(self.budgets) == 0:
             raise ValueError("budgets: must not be empty")
         check_level(self.delta, "delta")
-        check_level(self.calib_fraction, "calib_fraction")
+        check_level(self.calibration_fraction, "calibration_fraction")
         check_level(self.opt_fraction, "opt_fraction")
         check_choice(self.performance, "performance", PERFORMANCE_RISKS)
         check_choice(self.merge, "merge", MERGES)
@@ -128,13 +142,11 @@ class CTDSettings:
 
     def __repr__(self) -> str:
         b = self.budgets
-        return (
-            f"CTDSettings(performance={self.performance!r}, merge={self.merge!r}, "
-            f"delta={self.delta}, budgets={len(b)} in [{min(b):.4g}, {max(b):.4g}], "
-            f"n_thresholds={self.n_thresholds}, margin={self.threshold_margin}, "
-            f"calib_fraction={self.calib_fraction}, opt_fraction={self.opt_fraction}, "
-            f"seed={self.seed}, batch_sizes={self.batch_sizes}, strict={self.strict})"
-        )
+        head = f"performance={self.performance!r}, merge={self.merge!r}, delta={self.delta}"
+        budgets = ("budgets", f"{len(b)} in [{min(b):.4g}, {max(b):.4g}]")
+        grid = ("grid", f"{self.n_thresholds} thresholds, margin {self.threshold_margin}")
+        rest = ["calibration_fraction", "opt_fraction", "seed", "batch_sizes", "strict"]
+        return result_repr(self, head, [budgets, grid, *rest])
 
 
 def _check_tuple(value: object, name: str) -> None:
@@ -160,10 +172,10 @@ SETTINGS: Final[dict[str, CTDSettings]] = {
 
 def budget_grid(settings: CTDSettings | str = "reference") -> FloatArray:
     """The budget levels α of a settings object or of a named setting in :data:`SETTINGS`."""
-    return np.asarray(_settings(settings).budgets, dtype=np.float64)
+    return np.asarray(resolve_settings(settings).budgets, dtype=np.float64)
 
 
-def _settings(settings: CTDSettings | str) -> CTDSettings:
+def resolve_settings(settings: CTDSettings | str) -> CTDSettings:
     if isinstance(settings, CTDSettings):
         return settings
     check_choice(settings, "settings", tuple(SETTINGS))
@@ -197,10 +209,10 @@ def faic(
         raise ValueError("oracle_values: oracle_alphas, oracle_values, oracle_budgets differ")
     if isinstance(probe_value, bool) or not isinstance(probe_value, (int, float, np.number)):
         raise TypeError(f"probe_value: expected a number, got {type(probe_value).__name__}")
-    return _faic(ma, mv, oa, ov, ob, float(probe_value))
+    return faic_unchecked(ma, mv, oa, ov, ob, float(probe_value))
 
 
-def _faic(
+def faic_unchecked(
     ma: FloatArray,
     mv: FloatArray,
     oa: FloatArray,
@@ -249,7 +261,7 @@ class GroupSummary:
 
     def __repr__(self) -> str:
         rows = [
-            f"  {g}: n={n}, rate={r:.4f}, mean v={mv:.4f}, mean v delegated={md:.4f}"
+            (str(g), f"n={n}, rate={r:.4f}, mean v={mv:.4f}, mean v delegated={md:.4f}")
             for g, n, r, mv, md in zip(
                 self.groups[:10],
                 self.n.tolist(),
@@ -259,8 +271,8 @@ class GroupSummary:
                 strict=False,
             )
         ]
-        more = [f"  ... {len(self.groups) - 10} more groups"] if len(self.groups) > 10 else []
-        return "\n".join([f"GroupSummary({len(self.groups)} groups)", *rows, *more])
+        more = [("...", f"{len(self.groups) - 10} more groups")] if len(self.groups) > 10 else []
+        return result_repr("GroupSummary", f"n_groups={len(self.groups)}", rows + more)
 
 
 def _as_array(value: ArrayLike, name: str) -> np.ndarray:

@@ -4,40 +4,45 @@
   al. (2025) is u(x) = −|F̂(p(x)) − 0.5|, F̂ the empirical CDF of a reference sample of probe
   scores (``searchsorted(side="left") / n``; CTD paper §5.1, "Unc." baselines). Both are used
   as "delegate iff signal > τ" (strict), the rule π_λ(x) = 1[d(x) > λ] of CTD paper §4.2.
-* The budget risk R_B(τ) = P(signal > τ) is the mean of a Bernoulli loss, so its p-value for
-  H0: R_B(τ) > α is the exact binomial tail P(Bin(n, α) ≤ k) (CTD paper §3). At α = 1 the null is
-  impossible: every threshold passes. That case is decided here, in :func:`_budget_pvalues`,
-  and nowhere else.
+* The budget risk R_B(τ) = P(signal > τ) is tested in :mod:`~ctd_stats.cascade.policies`
+  (:func:`~ctd_stats.cascade.policies.budget_pvalues`), once for the single calibrations and the
+  batched App. D path.
 
-Public functions validate their inputs once; the ``_underscore`` kernels trust them.
+Public functions validate their inputs once; the ``*_unchecked`` kernels trust them.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from typing import Final, Literal
+from collections.abc import Sequence
+from typing import Final, Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from .._validation import (
-    FloatArray,
-    IntArray,
     as_binary_array,
     as_float_array,
     check_choice,
+    check_grid,
     check_level,
     check_positive_int,
-    check_sorted,
 )
-from .metrics import MERGES, Merge, _both_classes, _evaluate, _probabilities, _same_length
+from ..typing import FloatArray, IntArray
+from .metrics import (
+    MERGES,
+    Merge,
+    as_probabilities,
+    check_both_classes,
+    check_cascade_lengths,
+    evaluate_unchecked,
+)
 
 __all__ = [
     "PERFORMANCE_RISKS",
     "PerformanceRisk",
     "Signal",
-    "check_budget",
     "performance_risk",
     "threshold_grid",
     "uncertainty_score",
@@ -62,11 +67,31 @@ def uncertainty_score(probe: ArrayLike, *, reference: ArrayLike) -> FloatArray:
     """
     p = as_float_array(probe, "probe", ndim=(0, 1, 2), low=0.0, high=1.0)
     ref = np.sort(as_float_array(reference, "reference", ndim=1, low=0.0, high=1.0))
-    return _uncertainty(p, ref)
+    return uncertainty_from_sorted(p, ref)
 
 
-def _uncertainty(p: FloatArray, sorted_ref: FloatArray) -> FloatArray:
-    cdf = np.searchsorted(sorted_ref, p, side="left") / sorted_ref.size
+@overload
+def uncertainty_from_sorted(p: float, sorted_ref: Sequence[float]) -> float: ...
+
+
+@overload
+def uncertainty_from_sorted(p: FloatArray, sorted_ref: FloatArray) -> FloatArray: ...
+
+
+def uncertainty_from_sorted(
+    p: float | FloatArray, sorted_ref: Sequence[float] | FloatArray
+) -> float | FloatArray:
+    """u = −|F̂(p) − 0.5| for validated probe scores and a SORTED reference (no checks).
+
+    The one implementation of the uncertainty signal, for a batch (arrays: ``searchsorted``) and
+    for one input of a live delegator (a float and a list: ``bisect_left``, the same rank
+    without numpy's per-call overhead). #{ref < p} / n and −|· − 0.5| are the same IEEE
+    operations on both paths, so a stream decided one input at a time matches the batch.
+    """
+    if isinstance(p, float):
+        return -abs(bisect.bisect_left(sorted_ref, p) / len(sorted_ref) - 0.5)
+    ref = np.asarray(sorted_ref)
+    cdf = np.searchsorted(ref, p, side="left") / ref.size
     return np.asarray(-np.abs(cdf - 0.5), dtype=np.float64)
 
 
@@ -77,7 +102,7 @@ def threshold_grid(scores: ArrayLike, *, size: int = 100, margin: float = 0.01) 
     """
     s = as_float_array(scores, "scores", ndim=1)
     size = check_positive_int(size, "size", minimum=2)
-    return _threshold_grid(s, size, check_margin(margin))
+    return threshold_grid_unchecked(s, size, check_margin(margin))
 
 
 def check_margin(margin: float, name: str = "margin") -> float:
@@ -88,21 +113,8 @@ def check_margin(margin: float, name: str = "margin") -> float:
     return float(margin)
 
 
-def _threshold_grid(s: FloatArray, size: int = 100, margin: float = 0.01) -> FloatArray:
+def threshold_grid_unchecked(s: FloatArray, size: int = 100, margin: float = 0.01) -> FloatArray:
     return np.linspace(float(s.min()) - margin, float(s.max()) + margin, size)
-
-
-def check_grid(grid: ArrayLike, name: str = "grid") -> FloatArray:
-    """A user-given grid: finite, 1-d, strictly increasing."""
-    g = as_float_array(grid, name, ndim=1)
-    check_sorted(g, name)
-    return g
-
-
-def _counts_above(scores: FloatArray, grid: FloatArray) -> IntArray:
-    """#{scores > τ} for every τ in the grid (one sort + searchsorted)."""
-    s = np.sort(scores)
-    return (s.size - np.searchsorted(s, grid, side="right")).astype(np.int64)
 
 
 def performance_risk(
@@ -123,17 +135,17 @@ def performance_risk(
     check_choice(performance, "performance", PERFORMANCE_RISKS)
     check_choice(merge, "merge", MERGES)
     y = as_binary_array(labels, "labels")
-    p = _probabilities(probe, "probe")
-    e = _probabilities(expert, "expert")
-    _same_length(p, e, y)
+    p = as_probabilities(probe, "probe")
+    e = as_probabilities(expert, "expert")
+    check_cascade_lengths(p, e, y)
     s = as_float_array(signal, "signal", ndim=1)
     if s.size != p.size:
         raise ValueError(f"signal: length {s.size} does not match probe (length {p.size})")
-    _both_classes(y)
-    return _performance_risk(y, p, e, s, check_grid(grid), performance, merge)
+    check_both_classes(y)
+    return performance_risk_unchecked(y, p, e, s, check_grid(grid), performance, merge)
 
 
-def _performance_risk(
+def performance_risk_unchecked(
     y: IntArray,
     p: FloatArray,
     e: FloatArray,
@@ -142,41 +154,5 @@ def _performance_risk(
     performance: str,
     merge: str,
 ) -> FloatArray:
-    curves = _evaluate(y, p, e, s[None, :] > grid[:, None], merge)
+    curves = evaluate_unchecked(y, p, e, s[None, :] > grid[:, None], merge)
     return 1.0 - (curves.accuracy if performance == "accuracy" else curves.auroc)
-
-
-def _budget_pvalues(counts: IntArray, n: int, alpha: float) -> FloatArray:
-    """Binomial p-values P(Bin(n, α) ≤ k) of H0: R_B > α; all 0 at α = 1 (the null is empty)."""
-    if alpha >= 1.0:
-        return np.zeros(counts.shape)
-    return np.asarray(stats.binom.cdf(counts, n, alpha), dtype=np.float64)
-
-
-def _passes(p: float, delta: float, strict: bool) -> bool:
-    return p < delta if strict else p <= delta
-
-
-def _min_n_test(alpha: float, delta: float, strict: bool) -> int:
-    """Smallest n at which even zero delegations pass the budget test: (1 − α)^n ≤ δ."""
-    if alpha >= 1.0:
-        return 1
-    guess = max(1, math.ceil(math.log(delta) / math.log1p(-alpha)))
-
-    def ok(n: int) -> bool:
-        p0 = float(_budget_pvalues(np.zeros(1, dtype=np.int64), n, alpha)[0])
-        return _passes(p0, delta, strict)
-
-    while guess > 1 and ok(guess - 1):
-        guess -= 1
-    while not ok(guess):
-        guess += 1
-    return guess
-
-
-def _min_n_split(min_test: int, opt_fraction: float) -> int:
-    """Smallest calibration size n whose ht part n − ⌊opt_fraction · n⌋ has ≥ ``min_test``."""
-    n = max(2, math.floor((min_test - 1) / (1.0 - opt_fraction)))
-    while n - int(opt_fraction * n) < min_test or int(opt_fraction * n) < 1:
-        n += 1
-    return n

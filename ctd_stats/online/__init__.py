@@ -10,6 +10,9 @@ trajectory and an alarm fires when the score drops below a calibrated threshold.
 * :mod:`~ctd_stats.online.eprocess` — e-process first alarms, streaming and fitted monitors.
 * :mod:`~ctd_stats.online.monitor_metrics` — metrics and the split protocol (§5).
 * :mod:`~ctd_stats.online.betting` — a betting e-process that watches a deployed rate.
+* :mod:`~ctd_stats.online.anytime_ltt` — anytime-valid Learn-then-Test: certify thresholds
+  while deployed (:mod:`~ctd_stats.online.anytime_audit`: importance-weighted audit labels;
+  :mod:`~ctd_stats.online.anytime_alarms`: alarm thresholds from late trajectory outcomes).
 """
 
 from .alarm_calibration import (
@@ -22,6 +25,9 @@ from .alarm_calibration import (
     ucb_threshold,
     ucb_thresholds,
 )
+from .anytime_alarms import LateOutcomeCertifier, false_alarm_losses
+from .anytime_audit import importance_weighted_losses
+from .anytime_ltt import AnytimeLTT, AnytimeLTTRun, AnytimeLTTState, CertificationStep
 from .betting import BettingMonitor, BettingPath, BettingState, betting_eprocess
 from .eprocess import (
     ChangePointModel,
@@ -33,19 +39,25 @@ from .eprocess import (
     conformal_threshold,
     eprocess_first_alarms,
     evaluator_monitor,
+    max_log_eprocess,
     pac_threshold,
     randomized_ville_threshold,
     ville_threshold,
 )
-from .monitor_metrics import MonitorMetrics, monitor_metrics, run_monitor_experiment
-from .monitors import MonitorState, ThresholdMonitor, alarm_matrix, first_alarm_steps
+from .monitor_metrics import MonitorMetrics, compute_monitor_metrics, run_monitor_experiment
+from .monitors import NO_ALARM, MonitorState, ThresholdMonitor, alarm_matrix, first_alarm_steps
 from .trajectories import Trajectories, load_verifier_scores
 
 __all__ = [
+    "NO_ALARM",
+    "AnytimeLTT",
+    "AnytimeLTTRun",
+    "AnytimeLTTState",
     "BettingMonitor",
     "BettingPath",
     "BettingState",
     "CRCThreshold",
+    "CertificationStep",
     "ChangePointModel",
     "EProcessMonitor",
     "EProcessState",
@@ -53,6 +65,7 @@ __all__ = [
     "EValuatorModel",
     "FittedEProcessMonitor",
     "GeneralCRCThreshold",
+    "LateOutcomeCertifier",
     "MonitorMetrics",
     "MonitorState",
     "ThresholdMonitor",
@@ -60,15 +73,18 @@ __all__ = [
     "UCBThreshold",
     "alarm_matrix",
     "betting_eprocess",
+    "compute_monitor_metrics",
     "conformal_threshold",
     "crc_general",
     "crc_threshold",
     "crc_thresholds",
     "eprocess_first_alarms",
     "evaluator_monitor",
+    "false_alarm_losses",
     "first_alarm_steps",
+    "importance_weighted_losses",
     "load_verifier_scores",
-    "monitor_metrics",
+    "max_log_eprocess",
     "pac_threshold",
     "randomized_ville_threshold",
     "run_monitor_experiment",

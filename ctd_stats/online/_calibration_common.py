@@ -1,18 +1,19 @@
 """Shared pieces of the alarm-threshold calibrations (CRC and UCB): grids, input checks, reprs.
 
-Validation happens here once, at the public edge (``_calibration_iv``); the CRC and UCB kernels
-trust what they receive.
+Validation happens here once, at the public edge (:func:`calibration_inputs`); the CRC and UCB
+kernels trust what they receive.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import ClassVar, Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
-from .._validation import FloatArray, as_float_array, check_choice, check_sorted
+from .._validation import as_float_array, check_choice, check_grid
+from ..typing import FloatArray
 from .trajectories import Trajectories
 
 Risk = Literal["false_alarm", "missed_detection"]
@@ -39,16 +40,22 @@ def calibration_minima(calibration: Trajectories | ArrayLike, risk: str) -> Floa
     return as_float_array(calibration, "calibration", ndim=1)
 
 
-def check_grid(grid: GridArg) -> FloatArray | None:
-    """``None`` (closed form), ``"paper"`` or an increasing 1-d grid."""
+def resolve_grid(grid: GridArg) -> FloatArray | None:
+    """``None`` (closed form), ``"paper"`` or an increasing 1-d grid (±inf ends allowed)."""
     if grid is None:
         return None
     if isinstance(grid, str):
         check_choice(grid, "grid", ("paper",))
         return paper_grid()
-    g = as_float_array(grid, "grid", ndim=1, finite=False)
-    check_sorted(g, "grid")
-    return g
+    return check_grid(grid, "grid", finite=False)
+
+
+def calibration_inputs(
+    calibration: Trajectories | ArrayLike, risk: str, grid: GridArg
+) -> tuple[FloatArray, FloatArray | None]:
+    """Validated ``risk``, the calibration minima of its class and the resolved grid."""
+    check_choice(risk, "risk", RISKS)
+    return calibration_minima(calibration, risk), resolve_grid(grid)
 
 
 def safe_threshold(risk: str) -> float:
@@ -56,16 +63,40 @@ def safe_threshold(risk: str) -> float:
     return -np.inf if risk == "false_alarm" else np.inf
 
 
-def safe_words(risk: str) -> str:
-    return "-inf (never alarm)" if risk == "false_alarm" else "+inf (always alarm)"
+def uncertified(
+    risk: str, n: int, need: int | None, too_few: str, otherwise: str
+) -> tuple[str, int | None]:
+    """``(reason, min_n)`` of a calibration that certified nothing.
+
+    ``too_few`` explains the failure when ``n`` is below ``need`` (the smallest n that could
+    succeed; ``None`` when out of reach), ``otherwise`` when more data would not help; the
+    reason ends with the safe threshold that is returned instead.
+    """
+    safe = "-inf (never alarm)" if risk == "false_alarm" else "+inf (always alarm)"
+    if need is not None and n < need:
+        return f"{too_few}; threshold is {safe}", need
+    return f"{otherwise}; threshold is {safe}", None
 
 
-def threshold_repr(name: str, obj: Any, lines: list[tuple[str, Any]]) -> str:
-    """Compact repr that LEADS with found / reason / min_n."""
-    if obj.found:
-        head = f"found=True, threshold={obj.threshold:.6g}"
-        if obj.index is not None:
-            head += f", index={obj.index}"
-        return result_repr(name, head, lines)
-    first = [("reason", obj.reason), ("min_n", obj.min_n), ("threshold", obj.threshold)]
-    return result_repr(name, "found=False", first + lines)
+class ThresholdResult:
+    """The repr of a threshold result: found / reason / min_n FIRST, then ``_repr_lines``.
+
+    A mixin for frozen dataclasses with ``found``, ``threshold``, ``index``, ``reason`` and
+    ``min_n`` fields (declare them with ``repr=False`` so this ``__repr__`` is used).
+    """
+
+    _repr_lines: ClassVar[tuple[str, ...]] = ()
+    found: bool
+    threshold: float
+    index: int | None
+    reason: str | None
+    min_n: int | None
+
+    def __repr__(self) -> str:
+        lines = list(self._repr_lines)
+        if self.found:
+            head = f"found=True, threshold={self.threshold:.6g}"
+            if self.index is not None:
+                head += f", index={self.index}"
+            return result_repr(self, head, lines)
+        return result_repr(self, "found=False", ["reason", "min_n", "threshold", *lines])

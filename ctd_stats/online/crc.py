@@ -24,25 +24,16 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._serialize import JSONSerializable, array_sha256
-from .._validation import (
-    FloatArray,
-    IntArray,
-    as_float_array,
-    check_choice,
-    check_level,
-    check_levels,
-    check_sorted,
-)
+from .._serialize import JSONSerializable, array_sha256, exact_eq
+from .._validation import as_float_array, check_choice, check_level, check_levels, check_sorted
+from ..typing import FloatArray, IntArray
 from ._calibration_common import (
-    RISKS,
     GridArg,
     Risk,
-    calibration_minima,
-    check_grid,
+    ThresholdResult,
+    calibration_inputs,
     safe_threshold,
-    safe_words,
-    threshold_repr,
+    uncertified,
 )
 from .trajectories import Trajectories
 
@@ -55,8 +46,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class CRCThreshold(JSONSerializable):
+@exact_eq
+@dataclass(frozen=True, repr=False)
+class CRCThreshold(ThresholdResult, JSONSerializable, kind="ctd_stats.CRCThreshold"):
     """A CRC alarm threshold and the guarantee it carries.
 
     Guarantee (``risk="false_alarm"``): for a new correct trajectory exchangeable with the
@@ -82,24 +74,12 @@ class CRCThreshold(JSONSerializable):
     guarantee: str
 
     _json_settings = ("alpha", "risk", "method")
-
-    def __repr__(self) -> str:
-        return threshold_repr(
-            "CRCThreshold",
-            self,
-            [
-                ("alpha", self.alpha),
-                ("risk", self.risk),
-                ("n", self.n),
-                ("k", self.k),
-                ("risk_bound", self.risk_bound),
-                ("method", self.method),
-            ],
-        )
+    _repr_lines = ("alpha", "risk", "n", "k", "risk_bound", "method")
 
 
-@dataclass(frozen=True)
-class GeneralCRCThreshold(JSONSerializable):
+@exact_eq
+@dataclass(frozen=True, repr=False)
+class GeneralCRCThreshold(ThresholdResult, JSONSerializable, kind="ctd_stats.GeneralCRCThreshold"):
     """A CRC threshold for a general bounded monotone loss on a grid.
 
     Guarantee: E[L_new(λ̂)] ≤ α for a new point exchangeable with the ``n`` calibration ones,
@@ -122,19 +102,7 @@ class GeneralCRCThreshold(JSONSerializable):
     guarantee: str
 
     _json_settings = ("alpha", "bound", "direction")
-
-    def __repr__(self) -> str:
-        return threshold_repr(
-            "GeneralCRCThreshold",
-            self,
-            [
-                ("alpha", self.alpha),
-                ("n", self.n),
-                ("bound", self.bound),
-                ("empirical_risk", self.empirical_risk),
-                ("direction", self.direction),
-            ],
-        )
+    _repr_lines = ("alpha", "n", "bound", "empirical_risk", "direction")
 
 
 # --------------------------------------------------------------------------- kernels
@@ -196,10 +164,9 @@ def crc_thresholds(
     or the 1-d minima of that class directly. Returns an array shaped like ``alpha``; an
     uncertifiable α gets the safe threshold (see :func:`crc_threshold` for the explanation).
     """
-    check_choice(risk, "risk", RISKS)
+    raw, g = calibration_inputs(calibration, risk, grid)
     a = check_levels(alpha, "alpha")
-    mins = np.sort(calibration_minima(calibration, risk))
-    out, _ = _crc_kernel(mins, a, risk, check_grid(grid))
+    out, _ = _crc_kernel(np.sort(raw), a, risk, g)
     return out.reshape(np.shape(alpha))
 
 
@@ -217,12 +184,10 @@ def crc_threshold(
     threshold. Raises ``ValueError`` for α outside (0, 1), NaN scores, or no calibration
     trajectory of the needed class.
     """
-    check_choice(risk, "risk", RISKS)
+    raw, g = calibration_inputs(calibration, risk, grid)
     a = check_level(alpha, "alpha")
-    raw = calibration_minima(calibration, risk)
     mins = np.sort(raw)
     n = len(mins)
-    g = check_grid(grid)
     lam_arr, idx_arr = _crc_kernel(mins, np.array([a]), risk, g)
     lam = float(lam_arr[0])
     k = int(_crc_k(np.array([a]), n)[0])
@@ -231,14 +196,14 @@ def crc_threshold(
     min_n: int | None = None
     if not found:
         need = _min_n(a)
-        if n < need:
-            min_n = need
-            reason = (
-                f"too few calibration trajectories: n = {n}, CRC at alpha = {a:g} needs "
-                f"n >= {need} (1/(n+1) <= alpha); threshold is {safe_words(risk)}"
-            )
-        else:
-            reason = f"no grid point satisfies the CRC rule; threshold is {safe_words(risk)}"
+        reason, min_n = uncertified(
+            risk,
+            n,
+            need,
+            f"too few calibration trajectories: n = {n}, CRC at alpha = {a:g} needs "
+            f"n >= {need} (1/(n+1) <= alpha)",
+            "no grid point satisfies the CRC rule",
+        )
     return CRCThreshold(
         threshold=lam,
         alpha=a,

@@ -14,17 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
-from .._serialize import JSONSerializable, array_sha256
-from .._streaming import Step
+from .._serialize import JSONSerializable, exact_eq
+from .._streaming import Step, Trace, check_state, trace_by_updates
 from .._validation import (
-    FloatArray,
-    IntArray,
     as_float_array,
     check_choice,
     check_int_seed,
@@ -32,18 +29,24 @@ from .._validation import (
     check_levels,
     check_seed,
 )
+from ..typing import FloatArray, IntArray
 from .eprocess_thresholds import (
     THRESHOLD_METHODS,
     EProcessThreshold,
-    _conformal_threshold,
-    _pac_threshold,
     conformal_threshold,
     pac_threshold,
     randomized_ville_threshold,
     ville_threshold,
 )
-from .evaluator import ChangePointModel, EValuatorModel, LikelihoodRatioModel, StepModel, _fit_iv
-from .monitors import first_alarm_from_mask
+from .evaluator import (
+    ChangePointModel,
+    EValuatorModel,
+    LikelihoodRatioModel,
+    StepModel,
+    check_fit_settings,
+    fit_evaluator,
+)
+from .monitors import check_score, first_alarm_from_mask, latched_step
 from .trajectories import Trajectories, check_trajectories
 
 __all__ = [
@@ -141,80 +144,100 @@ def _first_alarms(
 
 
 # --------------------------------------------------------------------------- streaming
+@exact_eq
 @dataclass(frozen=True)
-class EProcessState(JSONSerializable):
-    """Frozen state of a streaming e-process monitor: the prefix seen so far.
+class EProcessState(JSONSerializable, kind="ctd_stats.EProcessState"):
+    """Frozen state of a streaming e-process monitor after ``t`` scores.
 
+    It keeps only what the model still reads. ``prefix``: the scores an
+    :class:`~ctd_stats.online.evaluator.EValuatorModel` can still read (at most its longest step
+    model's length; log M_t is constant after it), all of them for a generic model, none for a
+    model with a recursive update. ``carry``: the sufficient statistic of a recursive model
+    (:class:`~ctd_stats.online.evaluator.ChangePointModel`: (log A_t,)), empty otherwise.
     ``alarm_step`` is the 0-based index of the first alarm (``None`` while there is none).
     """
 
+    t: int = 0
     prefix: tuple[float, ...] = ()
     log_m: float = 0.0
     alarm_step: int | None = None
+    carry: tuple[float, ...] = ()
+
+    _json_guarantee = "checkpoint of an e-process monitor (the threshold carries the guarantee)"
 
     @property
     def alarmed(self) -> bool:
         return self.alarm_step is not None
 
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": "checkpoint of an e-process monitor (the threshold carries the guarantee)",
-            "n": len(self.prefix),
-            "calibration_sha256": None,
-            "settings": {},
-        }
-
     def __repr__(self) -> str:
-        return result_repr(
-            "EProcessState",
-            f"t={len(self.prefix)}, alarmed={self.alarmed}",
-            [("log_m", self.log_m), ("alarm_step", self.alarm_step)],
-        )
+        kept = ("kept", len(self.prefix) + len(self.carry))
+        return result_repr(self, f"t={self.t}, alarm_step={self.alarm_step}", ["log_m", kept])
 
 
 @dataclass(frozen=True)
 class EProcessMonitor:
-    """Streaming e-process monitor: feeds each new score, recomputes log M_t on the prefix.
+    """Streaming e-process monitor: feeds each new score, updates log M_t from what it kept.
 
     Alarm (absorbing) at the first t with log M_t > ``threshold.log_threshold``; it carries the
     threshold's guarantee. The randomised Ville threshold needs to know the last step in advance
     and is not supported here (use :func:`eprocess_first_alarms` on complete trajectories).
-    ``update(state, x) -> (state, Step)`` is pure, with ``Step.statistic`` = log M_t.
+    A :class:`~ctd_stats._streaming.StreamingMonitor` with ``Step.statistic`` = log M_t.
+
+    The state keeps only what the model reads, so a checkpoint and an update cost O(model
+    length), whatever t: a :class:`~ctd_stats.online.evaluator.ChangePointModel` keeps one
+    number (its recursion's log A_t); an :class:`~ctd_stats.online.evaluator.EValuatorModel`
+    reads at most its longest step model's prefix (L scores) and carries its last value after
+    it. Other models get the whole prefix.
     """
 
     model: LikelihoodRatioModel
     threshold: EProcessThreshold
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, LikelihoodRatioModel):
+            raise TypeError("model: expected a LikelihoodRatioModel (a log_ratio method)")
         if not isinstance(self.threshold, EProcessThreshold):
             raise TypeError("threshold: expected an EProcessThreshold")
         if self.threshold.method == "randomized_ville":
             raise ValueError("threshold: randomized_ville needs the final step; not streamable")
 
+    @property
+    def horizon(self) -> int | None:
+        """Longest prefix the model reads (``None``: all of it, or a recursive model)."""
+        if isinstance(self.model, EValuatorModel) and self.model.step_models:
+            return max(m.step for m in self.model.step_models)
+        return None
+
     def init(self) -> EProcessState:
         return EProcessState()
 
-    def update(self, state: EProcessState, x: float) -> tuple[EProcessState, Step]:
+    def update(self, state: EProcessState, x: float, /) -> tuple[EProcessState, Step]:
         """Feed one score x; returns the new state and the step (statistic = log M_t)."""
-        s = float(x)
-        if math.isnan(s):
-            raise ValueError("x: must not be NaN")
-        prefix = (*state.prefix, s)
-        one = Trajectories(scores=np.asarray(prefix), offsets=np.array([0, len(prefix)]))
-        log_m = float(self.model.log_ratio(one)[-1])
-        t = len(prefix) - 1
-        new_alarm = (not state.alarmed) and log_m > self.threshold.log_threshold
-        alarm_step = t if new_alarm else state.alarm_step
-        return (
-            EProcessState(prefix=prefix, log_m=log_m, alarm_step=alarm_step),
-            Step(
-                t=t,
-                x=s,
-                statistic=log_m,
-                alarm=alarm_step is not None,
-                new_alarm=new_alarm,
-                alarm_step=alarm_step,
-            ),
+        check_state(state, EProcessState)
+        s = check_score(x)
+        t = state.t
+        horizon = self.horizon
+        prefix, carry = state.prefix, state.carry
+        if isinstance(self.model, ChangePointModel):
+            log_a, log_m = self.model.log_ratio_step(carry[0] if carry else -math.inf, t, s)
+            carry = (log_a,)
+        elif horizon is not None and t >= horizon:
+            # past the last step model log M_t carries its last value: nothing new to read
+            log_m = state.log_m
+        else:
+            prefix = (*prefix, s)
+            one = Trajectories(scores=np.asarray(prefix), offsets=np.array([0, len(prefix)]))
+            log_m = float(self.model.log_ratio(one)[-1])
+        crossed = log_m > self.threshold.log_threshold
+        step = latched_step(t, s, log_m, crossed, state.alarm_step)
+        return EProcessState(t + 1, prefix, log_m, step.alarm_step, carry), step
+
+    def run(self, x: ArrayLike, /, *, state: EProcessState | None = None) -> Trace[EProcessState]:
+        """Feed a stretch of scores (``update`` in a loop) from ``state`` (default: fresh)."""
+        xs = as_float_array(x, "x", ndim=1, finite=False)
+        state = self.init() if state is None else check_state(state, EProcessState)
+        return trace_by_updates(
+            self, xs.tolist(), state, start=state.t, alarm_step=state.alarm_step
         )
 
 
@@ -227,8 +250,8 @@ class FittedEProcessMonitor:
     thresholds: tuple[EProcessThreshold, ...]
 
     @property
-    def alpha(self) -> FloatArray:
-        """The controlled rate of each threshold (``alpha`` or, for Ville, ``level``)."""
+    def rate(self) -> FloatArray:
+        """The rate each threshold controls (``level`` for Ville, ``alpha`` for PAC/conformal)."""
         return np.array([t.rate for t in self.thresholds])
 
     def log_eprocess(self, trajectories: Trajectories) -> FloatArray:
@@ -251,15 +274,16 @@ class FittedEProcessMonitor:
             [
                 ("model", type(self.model).__name__),
                 ("method", self.thresholds[0].method if self.thresholds else None),
-                ("alpha", self.alpha),
+                ("rate", self.rate),
             ],
         )
 
 
 def evaluator_monitor(
     calibration: Trajectories,
-    alpha: float | ArrayLike,
     *,
+    alpha: float | ArrayLike | None = None,
+    level: float | ArrayLike | None = None,
     threshold: str = "pac",
     delta: float = 0.1,
     split_fraction: float = 0.5,
@@ -268,25 +292,33 @@ def evaluator_monitor(
     min_per_class: int = 5,
     prior: str = "first_step",
 ) -> FittedEProcessMonitor:
-    """Fit an e-valuator monitor on labelled calibration trajectories, one threshold per alpha.
+    """Fit an e-valuator monitor on labelled calibration trajectories, one threshold per rate.
 
-    ``threshold="ville"`` / ``"randomized_ville"``: the model is fitted on ALL calibration
-    trajectories and c = 1/level with level = each ``alpha`` value (anytime valid only for a
-    true test martingale). ``"pac"`` / ``"conformal"``: the calibration trajectories are split
+    ``threshold="ville"`` / ``"randomized_ville"`` take ``level`` (one or many): the model is
+    fitted on ALL calibration trajectories and c = 1/level (anytime valid only for a true test
+    martingale). ``"pac"`` / ``"conformal"`` take ``alpha`` (the false-alarm rate, one or
+    many): the calibration trajectories are split
     by trajectory (*ref*: ``default_rng(split_seed).choice(n, int(n·split_fraction))`` in the
     given order = the model-fitting part; the rest = held-out), the model is fitted on the first
     part and c is computed from max_t M over the held-out CORRECT trajectories.
     """
     check_trajectories(calibration, "calibration")
     check_choice(threshold, "threshold", THRESHOLD_METHODS)
-    a = check_levels(alpha, "alpha")
+    anytime = threshold in ("ville", "randomized_ville")
+    given, missing = ("level", "alpha") if anytime else ("alpha", "level")
+    rates = level if anytime else alpha
+    if (alpha if anytime else level) is not None:
+        raise TypeError(f"{missing}: not used by threshold={threshold!r}; pass {given}=")
+    if rates is None:
+        raise TypeError(f"{given}: required for threshold={threshold!r}")
+    a = check_levels(rates, given)
     d = check_level(delta, "delta")
     frac = check_level(split_fraction, "split_fraction")
     split_seed = check_int_seed(split_seed, "split_seed")
     labels = calibration.require_labels("calibration")
-    settings = _fit_iv(min_per_class, C, 1e-6, None, prior)  # the default clip of fit()
-    if threshold in ("ville", "randomized_ville"):
-        model = EValuatorModel._fit(calibration, *settings, prior, name="calibration")
+    settings = check_fit_settings(min_per_class, C, 1e-6, None, prior)  # fit()'s default clip
+    if anytime:
+        model = fit_evaluator(calibration, *settings, name="calibration")
         make = ville_threshold if threshold == "ville" else randomized_ville_threshold
         return FittedEProcessMonitor(model=model, thresholds=tuple(make(float(x)) for x in a))
     n = calibration.n_trajectories
@@ -296,12 +328,11 @@ def evaluator_monitor(
     held_correct = held[labels[held] == 1]
     if len(held_correct) == 0:
         raise ValueError("calibration: the held-out part has no correct trajectory")
-    model = EValuatorModel._fit(calibration.subset(fit_idx), *settings, prior, name="calibration")
+    model = fit_evaluator(calibration.subset(fit_idx), *settings, name="calibration")
     held_tr = calibration.subset(held_correct)
     max_log = max_log_eprocess(held_tr, model.log_ratio(held_tr))
-    x, sha = np.sort(max_log), array_sha256(max_log)
     if threshold == "pac":
-        ths = tuple(_pac_threshold(x, sha, float(v), d) for v in a)
+        ths = tuple(pac_threshold(max_log, alpha=float(v), delta=d) for v in a)
     else:
-        ths = tuple(_conformal_threshold(x, sha, float(v)) for v in a)
+        ths = tuple(conformal_threshold(max_log, alpha=float(v)) for v in a)
     return FittedEProcessMonitor(model=model, thresholds=ths)

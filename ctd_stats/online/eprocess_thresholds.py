@@ -13,8 +13,9 @@
 * ``conformal``: c = the ⌈(1 − alpha)(n + 1)⌉-th order statistic; false-alarm rate ≤ alpha in
   expectation (split conformal). ``found=False`` with c = +∞ when that index exceeds n.
 
-``alpha`` is a false-alarm RATE controlled by calibration, ``level`` the type-I error of an
-anytime-valid alarm; each threshold carries the one it controls (the other is ``None``).
+Each threshold carries the one rate it controls in ``rate``: the ``level`` (type-I error of an
+anytime-valid alarm) of a Ville threshold, the false-alarm rate ``alpha`` of a calibrated
+(PAC, conformal) one; ``delta`` is PAC's probability that the calibration fails.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from .._repr import result_repr
-from .._serialize import JSONSerializable, array_sha256
-from .._validation import FloatArray, as_float_array, check_level
+from .._serialize import JSONSerializable, array_sha256, exact_eq
+from .._validation import as_float_array, check_level
+from ..typing import FloatArray
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -45,22 +47,24 @@ __all__ = [
 THRESHOLD_METHODS: Final[tuple[str, ...]] = ("ville", "randomized_ville", "pac", "conformal")
 
 
+@exact_eq
 @dataclass(frozen=True)
-class EProcessThreshold(JSONSerializable):
+class EProcessThreshold(JSONSerializable, kind="ctd_stats.EProcessThreshold"):
     """Alarm threshold for an e-process: alarm at the first t with log M_t > ``log_threshold``.
 
     ``method="randomized_ville"`` uses log(U/level) at each trajectory's last step instead (U
     drawn by :func:`~ctd_stats.online.eprocess.eprocess_first_alarms`). ``guarantee`` states
-    what the threshold promises. ``level`` is set for the anytime-valid methods, ``alpha`` (and
-    ``delta`` for PAC) for the calibrated ones. ``n`` is the number of held-out correct
+    what the threshold promises. ``rate`` is the one rate it controls: the ``level`` of the
+    anytime-valid methods (``ville``, ``randomized_ville``), the false-alarm rate ``alpha`` of
+    the calibrated ones (``pac``, ``conformal``); ``delta`` is set for PAC only. ``n`` is the
+    number of held-out correct
     trajectories used (PAC, conformal). ``found=False`` (with ``reason``, ``min_n``) when the
     held-out set is too small: ``log_threshold = +inf`` (never alarm).
     """
 
     log_threshold: float
     method: str
-    alpha: float | None
-    level: float | None
+    rate: float
     delta: float | None
     n: int | None
     found: bool
@@ -69,20 +73,12 @@ class EProcessThreshold(JSONSerializable):
     calibration_sha256: str | None
     guarantee: str
 
-    @property
-    def rate(self) -> float:
-        """The controlled quantity: ``alpha`` (calibrated) or ``level`` (anytime valid)."""
-        value = self.alpha if self.alpha is not None else self.level
-        assert value is not None
-        return value
-
-    _json_settings = ("method", "alpha", "level", "delta")
+    _json_settings = ("method", "rate", "delta")
 
     def __repr__(self) -> str:
         lines: list[tuple[str, Any]] = [
             ("method", self.method),
-            ("alpha", self.alpha),
-            ("level", self.level),
+            ("level" if self.method in ("ville", "randomized_ville") else "alpha", self.rate),
             ("delta", self.delta),
             ("n", self.n),
         ]
@@ -97,8 +93,7 @@ def _anytime(level: float, method: str, guarantee: str) -> EProcessThreshold:
     return EProcessThreshold(
         log_threshold=-math.log(level),
         method=method,
-        alpha=None,
-        level=level,
+        rate=level,
         delta=None,
         n=None,
         found=True,
@@ -210,11 +205,6 @@ def pac_threshold(
     a = check_level(alpha, "alpha")
     d = check_level(delta, "delta")
     x, sha = _held_out_iv(max_log_values)
-    return _pac_threshold(x, sha, a, d)
-
-
-def _pac_threshold(x: FloatArray, sha: str, a: float, d: float) -> EProcessThreshold:
-    """Kernel of :func:`pac_threshold`: sorted held-out values, validated alpha and delta."""
     n = len(x)
     k = np.arange(1, n + 1)
     ok = np.flatnonzero(stats.binom.sf(k - 1, n, 1.0 - a) <= d)
@@ -223,8 +213,7 @@ def _pac_threshold(x: FloatArray, sha: str, a: float, d: float) -> EProcessThres
     return EProcessThreshold(
         log_threshold=float(x[ok[0]]) if found else math.inf,
         method="pac",
-        alpha=a,
-        level=None,
+        rate=a,
         delta=d,
         n=n,
         found=found,
@@ -280,11 +269,6 @@ def conformal_threshold(max_log_values: ArrayLike, *, alpha: float) -> EProcessT
     """
     a = check_level(alpha, "alpha")
     x, sha = _held_out_iv(max_log_values)
-    return _conformal_threshold(x, sha, a)
-
-
-def _conformal_threshold(x: FloatArray, sha: str, a: float) -> EProcessThreshold:
-    """Kernel of :func:`conformal_threshold`: sorted held-out values, validated alpha."""
     n = len(x)
     k = _conformal_k(n, a)
     found = k <= n
@@ -292,8 +276,7 @@ def _conformal_threshold(x: FloatArray, sha: str, a: float) -> EProcessThreshold
     return EProcessThreshold(
         log_threshold=float(x[k - 1]) if found else math.inf,
         method="conformal",
-        alpha=a,
-        level=None,
+        rate=a,
         delta=None,
         n=n,
         found=found,

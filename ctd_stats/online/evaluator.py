@@ -28,9 +28,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
-from .._serialize import JSONSerializable, array_sha256
-from .._validation import FloatArray, check_choice, check_level, check_positive_int
-from ..logistic import _fit_logistic_l2
+from .._serialize import JSONSerializable, array_sha256, exact_eq
+from .._validation import check_choice, check_level, check_positive_finite, check_positive_int
+from ..logistic import fit_logistic_l2
+from ..typing import FloatArray
 from .trajectories import Trajectories, check_trajectories
 
 __all__ = ["ChangePointModel", "EValuatorModel", "LikelihoodRatioModel", "StepModel"]
@@ -45,8 +46,9 @@ class LikelihoodRatioModel(Protocol):
         ...
 
 
+@exact_eq
 @dataclass(frozen=True)
-class StepModel(JSONSerializable):
+class StepModel(JSONSerializable, kind="ctd_stats.StepModel"):
     """The logistic model of step ``step`` (1-based) on the standardised prefix s_{1:step}."""
 
     step: int
@@ -70,8 +72,9 @@ class StepModel(JSONSerializable):
         )
 
 
+@exact_eq
 @dataclass(frozen=True)
-class EValuatorModel(JSONSerializable):
+class EValuatorModel(JSONSerializable, kind="ctd_stats.EValuatorModel"):
     """Fitted e-valuator likelihood-ratio model (one logistic regression per step).
 
     log M_t = log q₀(s_{1:t}) − log q₁(s_{1:t}) + log(π₁/π₀), q clipped to [clip, 1 − clip];
@@ -132,67 +135,8 @@ class EValuatorModel(JSONSerializable):
         Raises ``ValueError`` when step 1 has fewer than ``min_per_class`` trajectories of
         either class (e.g. labels of one class only).
         """
-        min_per_class, C, clip, max_step = _fit_iv(min_per_class, C, clip, max_step, prior)
-        return cls._fit(trajectories, min_per_class, C, clip, max_step, prior)
-
-    @classmethod
-    def _fit(
-        cls,
-        trajectories: Trajectories,
-        min_per_class: int,
-        C: float,
-        clip: float,
-        max_step: int | None,
-        prior: str,
-        *,
-        name: str = "trajectories",
-    ) -> EValuatorModel:
-        """Kernel of :meth:`fit` (validated settings; the data conditions are checked here and
-        reported under ``name``, the caller's argument)."""
-        labels = check_trajectories(trajectories, name).require_labels(name)
-        n1 = int(labels.sum())
-        n0 = len(labels) - n1
-        if min(n0, n1) < min_per_class:
-            raise ValueError(
-                f"{name}: step 1 needs at least {min_per_class} trajectories of each class, "
-                f"got {n1} correct and {n0} incorrect"
-            )
-        last = int(trajectories.lengths.max())
-        if max_step is not None:
-            last = min(last, max_step)
-        models: list[StepModel] = []
-        for t in range(1, last + 1):
-            rows, X = trajectories.prefixes(t)
-            y = labels[rows]
-            c1 = int(y.sum())
-            c0 = len(y) - c1
-            if min(c0, c1) < min_per_class:
-                continue
-            mean = X.mean(axis=0)
-            scale = X.std(axis=0)
-            scale = np.where(scale > 0, scale, 1.0)
-            # inputs validated above: call the solver's kernel (validate once, at the edge)
-            fit = _fit_logistic_l2((X - mean) / scale, y.astype(np.float64), C, 100, 1e-10)
-            models.append(
-                StepModel(
-                    step=t,
-                    mean=mean,
-                    scale=scale,
-                    coef=fit.coef,
-                    intercept=fit.intercept,
-                    n_correct=c1,
-                    n_incorrect=c0,
-                    log_prior_odds=math.log(n1 / n0)
-                    if prior == "first_step"
-                    else math.log(c1 / c0),
-                )
-            )
-        return cls(
-            step_models=tuple(models),
-            clip=clip,
-            prior=prior,
-            n=trajectories.n_trajectories,
-            calibration_sha256=array_sha256(trajectories.scores),
+        return fit_evaluator(
+            trajectories, *check_fit_settings(min_per_class, C, clip, max_step, prior)
         )
 
     def log_ratio(self, trajectories: Trajectories) -> FloatArray:
@@ -212,19 +156,76 @@ class EValuatorModel(JSONSerializable):
         return values[idx]
 
 
-def _fit_iv(
+def fit_evaluator(
+    trajectories: Trajectories,
+    min_per_class: int,
+    C: float,
+    clip: float,
+    max_step: int | None,
+    prior: str,
+    *,
+    name: str = "trajectories",
+) -> EValuatorModel:
+    """Kernel of :meth:`EValuatorModel.fit` for settings from :func:`check_fit_settings`.
+
+    The data conditions are checked here and reported under ``name``, the caller's argument.
+    """
+    labels = check_trajectories(trajectories, name).require_labels(name)
+    n1 = int(labels.sum())
+    n0 = len(labels) - n1
+    if min(n0, n1) < min_per_class:
+        raise ValueError(
+            f"{name}: step 1 needs at least {min_per_class} trajectories of each class, "
+            f"got {n1} correct and {n0} incorrect"
+        )
+    last = int(trajectories.lengths.max())
+    if max_step is not None:
+        last = min(last, max_step)
+    models: list[StepModel] = []
+    for t in range(1, last + 1):
+        rows, X = trajectories.prefixes(t)
+        y = labels[rows]
+        c1 = int(y.sum())
+        c0 = len(y) - c1
+        if min(c0, c1) < min_per_class:
+            continue
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        fit = fit_logistic_l2((X - mean) / scale, y, C=C, max_iter=100, tol=1e-10)
+        models.append(
+            StepModel(
+                step=t,
+                mean=mean,
+                scale=scale,
+                coef=fit.coef,
+                intercept=fit.intercept,
+                n_correct=c1,
+                n_incorrect=c0,
+                log_prior_odds=math.log(n1 / n0 if prior == "first_step" else c1 / c0),
+            )
+        )
+    return EValuatorModel(
+        step_models=tuple(models),
+        clip=clip,
+        prior=prior,
+        n=trajectories.n_trajectories,
+        calibration_sha256=array_sha256(trajectories.scores),
+    )
+
+
+def check_fit_settings(
     min_per_class: int, C: float, clip: float, max_step: int | None, prior: str
-) -> tuple[int, float, float, int | None]:
+) -> tuple[int, float, float, int | None, str]:
     """Validate the e-valuator settings once (public edge of :meth:`EValuatorModel.fit`)."""
     check_choice(prior, "prior", ("first_step", "per_step"))
     min_per_class = check_positive_int(min_per_class, "min_per_class")
     clip = check_level(clip, "clip")
     if clip >= 0.5:
         raise ValueError(f"clip: must be < 0.5, got {clip}")
-    if isinstance(C, bool) or not (isinstance(C, (int, float)) and 0 < C < math.inf):
-        raise ValueError(f"C: must be a positive finite number, got {C!r}")
+    C = check_positive_finite(C, "C")
     step = None if max_step is None else check_positive_int(max_step, "max_step")
-    return min_per_class, float(C), clip, step
+    return min_per_class, C, clip, step, prior
 
 
 # --------------------------------------------------------------------------- change-point model
@@ -252,19 +253,41 @@ class ChangePointModel:
 
     def log_ratio(self, trajectories: Trajectories) -> FloatArray:
         s = check_trajectories(trajectories).scores
+        log_r = self._log_density_ratio(s, "trajectories")
+        n, tmax = trajectories.n_trajectories, int(trajectories.lengths.max())
+        R = np.zeros((n, tmax))
+        R[trajectories.trajectory_index, trajectories.step_index] = log_r
+        log_a = np.full(n, -np.inf)
+        out = np.empty((n, tmax))
+        for p in range(tmax):  # p = t − 1
+            log_a, out[:, p] = self._advance(log_a, R[:, p], p)
+        res: FloatArray = out[trajectories.trajectory_index, trajectories.step_index]
+        return res
+
+    def log_ratio_step(self, log_a: float, t: int, x: float) -> tuple[float, float]:
+        """One step of the recursion behind :meth:`log_ratio`, for streaming in O(1).
+
+        From log A_{t−1} (``-inf`` before the first score) and the score ``x`` at 0-based step
+        ``t``, returns (log A_t, log M_t) with A_t = Σ_{k≤t} ρ(1−ρ)^{k−1} Π_{j=k}^{t} f₁/f₀(s_j),
+        so M_t = A_t + (1−ρ)^t: (log A_t) is a sufficient statistic of the prefix. The values
+        are those of :meth:`log_ratio` on the whole prefix, bit for bit.
+        """
+        log_r = self._log_density_ratio(np.array([x], dtype=np.float64), "x")
+        new_a, log_m = self._advance(np.array([log_a]), log_r, t)
+        return float(new_a[0]), float(log_m[0])
+
+    def _log_density_ratio(self, s: FloatArray, name: str) -> FloatArray:
         log_r = np.asarray(self.post.logpdf(s), dtype=np.float64) - np.asarray(
             self.pre.logpdf(s), dtype=np.float64
         )
         if np.isnan(log_r).any():
-            raise ValueError("trajectories: a score has zero density under both pre and post")
-        n, tmax = trajectories.n_trajectories, int(trajectories.lengths.max())
-        R = np.zeros((n, tmax))
-        R[trajectories.trajectory_index, trajectories.step_index] = log_r
+            raise ValueError(f"{name}: a score has zero density under both pre and post")
+        return log_r
+
+    def _advance(
+        self, log_a: FloatArray, log_r: FloatArray, p: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """log A and log M after 0-based step p: A_t = r_t (A_{t−1} + ρ(1−ρ)^{t−1})."""
         log_rho, log_stay = math.log(self.rho), math.log1p(-self.rho)
-        log_a = np.full(n, -np.inf)
-        out = np.empty((n, tmax))
-        for p in range(tmax):  # p = t − 1
-            log_a = R[:, p] + np.logaddexp(log_a, log_rho + p * log_stay)
-            out[:, p] = np.logaddexp(log_a, (p + 1) * log_stay)
-        res: FloatArray = out[trajectories.trajectory_index, trajectories.step_index]
-        return res
+        log_a = log_r + np.logaddexp(log_a, log_rho + p * log_stay)
+        return log_a, np.logaddexp(log_a, (p + 1) * log_stay)

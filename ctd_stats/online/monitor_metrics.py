@@ -31,8 +31,7 @@ from numpy.typing import ArrayLike
 from .._repr import result_repr
 from .._streaming import NO_ALARM
 from .._validation import (
-    FloatArray,
-    IntArray,
+    _INT64_MAX,
     check_choice,
     check_int_seed,
     check_level,
@@ -40,12 +39,13 @@ from .._validation import (
     check_positive_int,
 )
 from ..splits import split_by_trajectory
-from ._calibration_common import RISKS, GridArg, Risk, calibration_minima, check_grid
-from .crc import _crc_kernel
+from ..typing import FloatArray, IntArray
+from ._calibration_common import RISKS, GridArg, Risk, resolve_grid
+from .crc import crc_thresholds
 from .eprocess import THRESHOLD_METHODS, evaluator_monitor
 from .monitors import first_alarm_matrix
 from .trajectories import Trajectories, check_trajectories
-from .ucb import UCB_BOUNDS, _ucb_kernel
+from .ucb import UCB_BOUNDS, ucb_thresholds
 
 __all__ = [
     "ExperimentResult",
@@ -54,10 +54,10 @@ __all__ = [
     "MonitorMethod",
     "MonitorMetrics",
     "aggregate",
+    "compute_monitor_metrics",
     "crc_method",
     "default_methods",
     "evaluator_method",
-    "monitor_metrics",
     "run_monitor_experiment",
     "split_by_trajectory",  # re-exported from ctd_stats.splits
     "ucb_method",
@@ -81,7 +81,7 @@ class MonitorMetrics:
 
     def __repr__(self) -> str:
         return result_repr(
-            "MonitorMetrics",
+            self,
             f"false_alarm_rate={self.false_alarm_rate:.4g}, power={self.power:.4g}",
             [
                 ("detection_delay", self.detection_delay),
@@ -101,7 +101,7 @@ def _check_alarms(
         raise ValueError(f"{name}: cannot be read as an array ({exc})") from None
     if fa.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected integer steps, got dtype {fa.dtype}")
-    if fa.dtype.kind == "u" and fa.size and fa.max() > np.iinfo(np.int64).max:
+    if fa.dtype.kind == "u" and fa.size and fa.max() > _INT64_MAX:
         raise ValueError(f"{name}: steps must be NO_ALARM (-1) or in [0, T_i)")
     fa = fa.astype(np.int64)
     if fa.ndim not in (1, 2) or fa.shape[0] != trajectories.n_trajectories:
@@ -144,7 +144,7 @@ def _metric_arrays(
     )
 
 
-def monitor_metrics(trajectories: Trajectories, first_alarms: ArrayLike) -> MonitorMetrics:
+def compute_monitor_metrics(trajectories: Trajectories, first_alarms: ArrayLike) -> MonitorMetrics:
     """False-alarm rate, power and token-weighted detection delay of one monitor.
 
     ``first_alarms`` (n,) holds each trajectory's first alarm step (0-based) or ``NO_ALARM``.
@@ -169,12 +169,10 @@ def monitor_metrics(trajectories: Trajectories, first_alarms: ArrayLike) -> Moni
 def crc_method(*, risk: Risk = "false_alarm", grid: GridArg = None) -> MonitorMethod:
     """Threshold monitor with the CRC threshold (E[R] ≤ alpha for the chosen ``risk``)."""
     check_choice(risk, "risk", RISKS)
-    g = check_grid(grid)
+    g = resolve_grid(grid)
 
     def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
-        # alpha was validated by the driver: call the kernel
-        lam, _ = _crc_kernel(np.sort(calibration_minima(cal, risk)), alpha, risk, g)
-        return first_alarm_matrix(test, lam)
+        return first_alarm_matrix(test, crc_thresholds(cal, alpha=alpha, risk=risk, grid=g))
 
     return run
 
@@ -190,11 +188,10 @@ def ucb_method(
     d = check_level(delta, "delta")
     check_choice(bound, "bound", UCB_BOUNDS)
     check_choice(risk, "risk", RISKS)
-    g = check_grid(grid)
+    g = resolve_grid(grid)
 
     def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
-        mins = calibration_minima(cal, risk)
-        lam = np.array([_ucb_kernel(mins, float(a), d, risk, bound, g, d)[0] for a in alpha])
+        lam = ucb_thresholds(cal, alpha=alpha, delta=d, risk=risk, bound=bound, grid=g)
         return first_alarm_matrix(test, lam)
 
     return run
@@ -218,8 +215,15 @@ def evaluator_method(
     check_int_seed(seed, "seed")
 
     def run(cal: Trajectories, test: Trajectories, alpha: FloatArray) -> IntArray:
+        anytime = threshold in ("ville", "randomized_ville")  # alpha is then the Ville level
         mon = evaluator_monitor(
-            cal, alpha, threshold=threshold, delta=delta, prior=prior, split_seed=split_seed
+            cal,
+            alpha=None if anytime else alpha,
+            level=alpha if anytime else None,
+            threshold=threshold,
+            delta=delta,
+            prior=prior,
+            split_seed=split_seed,
         )
         return mon.first_alarm_steps(test, seed=seed)
 
@@ -258,17 +262,9 @@ class ExperimentResult:
         return self.methods.index(name)
 
     def __repr__(self) -> str:
-        return result_repr(
-            "ExperimentResult",
-            f"{len(self.methods)} methods, {len(self.seeds)} splits, {len(self.alpha)} alpha",
-            [
-                ("methods", ", ".join(self.methods)),
-                ("alpha", self.alpha),
-                ("false_alarm_rate", self.false_alarm_rate),
-                ("power", self.power),
-                ("detection_delay", self.detection_delay),
-            ],
-        )
+        head = f"{len(self.methods)} methods, {len(self.seeds)} splits, {len(self.alpha)} alpha"
+        fields = ["alpha", "false_alarm_rate", "power", "detection_delay"]
+        return result_repr(self, head, [("methods", ", ".join(self.methods)), *fields])
 
 
 @dataclass(frozen=True)
@@ -281,9 +277,7 @@ class MetricSummary:
     q90: FloatArray
 
     def __repr__(self) -> str:
-        return result_repr(
-            "MetricSummary", f"shape={self.mean.shape}", [("mean", self.mean), ("sd", self.sd)]
-        )
+        return result_repr(self, f"shape={self.mean.shape}", ["mean", "sd"])
 
 
 @dataclass(frozen=True)
@@ -298,23 +292,18 @@ class ExperimentSummary:
     detection_delay: MetricSummary
 
     def __repr__(self) -> str:
-        return result_repr(
-            "ExperimentSummary",
-            f"{len(self.methods)} methods, {self.n_splits} splits",
-            [
-                ("methods", ", ".join(self.methods)),
-                ("alpha", self.alpha),
-                ("false_alarm_rate.mean", self.false_alarm_rate.mean),
-                ("power.mean", self.power.mean),
-                ("detection_delay.mean", self.detection_delay.mean),
-            ],
-        )
+        means = [
+            (f"{name}.mean", getattr(self, name).mean)
+            for name in ("false_alarm_rate", "power", "detection_delay")
+        ]
+        head = f"{len(self.methods)} methods, {self.n_splits} splits"
+        return result_repr(self, head, [("methods", ", ".join(self.methods)), "alpha", *means])
 
 
 def run_monitor_experiment(
     trajectories: Trajectories,
-    alpha: ArrayLike,
     *,
+    alpha: ArrayLike,
     methods: Mapping[str, MonitorMethod] | None = None,
     n_splits: int = 10,
     calibration_fraction: float = 0.2,
@@ -346,10 +335,12 @@ def run_monitor_experiment(
     n0 = np.empty(n_splits, dtype=np.int64)
     seeds = seed + np.arange(n_splits, dtype=np.int64)
     for s, split_seed in enumerate(seeds):
-        cal_idx, test_idx = split_by_trajectory(
-            trajectories.n_trajectories, calibration_fraction, int(split_seed)
+        split = split_by_trajectory(
+            trajectories.n_trajectories,
+            calibration_fraction=calibration_fraction,
+            seed=int(split_seed),
         )
-        cal, test = trajectories.subset(cal_idx), trajectories.subset(test_idx)
+        cal, test = trajectories.subset(split.calibration), trajectories.subset(split.test)
         for m, name in enumerate(names):
             alarms = _check_alarms(test, meths[name](cal, test, alphas), f"methods: {name!r}")
             if alarms.ndim != 2 or alarms.shape[1] != len(alphas):

@@ -13,6 +13,8 @@ Streaming use (optax style, pure functions of an immutable state)::
         if step.alarm:
             break
 
+or ``monitor.run(scores)``, a :class:`~ctd_stats._streaming.Trace` with the same steps.
+
 Vectorised use: :func:`first_alarm_steps` (one threshold, many trajectories),
 :func:`first_alarm_matrix` (many thresholds), :func:`alarm_matrix` / :func:`alarm_counts` (whether
 each trajectory ever alarms, from minima sorted once). Alarm steps are 0-based positions; ``-1``
@@ -29,9 +31,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
-from .._serialize import JSONSerializable
-from .._streaming import NO_ALARM, Step
-from .._validation import BoolArray, FloatArray, IntArray, as_float_array
+from .._serialize import JSONSerializable, exact_eq
+from .._streaming import NO_ALARM, Step, Trace, check_state, trace_by_updates
+from .._validation import _INT64_MAX, as_float_array
+from ..typing import BoolArray, FloatArray, IntArray
 from .trajectories import Trajectories, check_trajectories
 
 __all__ = [
@@ -47,8 +50,9 @@ __all__ = [
 ]
 
 
+@exact_eq
 @dataclass(frozen=True)
-class MonitorState(JSONSerializable):
+class MonitorState(JSONSerializable, kind="ctd_stats.MonitorState"):
     """Frozen state of a streaming threshold monitor after ``t`` scores.
 
     ``alarm_step`` is the 0-based index of the first alarm (``None`` while there is none).
@@ -62,20 +66,10 @@ class MonitorState(JSONSerializable):
     def alarmed(self) -> bool:
         return self.alarm_step is not None
 
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": "checkpoint of a threshold monitor (the threshold carries the guarantee)",
-            "n": self.t,
-            "calibration_sha256": None,
-            "settings": {},
-        }
+    _json_guarantee = "checkpoint of a threshold monitor (the threshold carries the guarantee)"
 
     def __repr__(self) -> str:
-        return result_repr(
-            "MonitorState",
-            f"t={self.t}, alarmed={self.alarmed}",
-            [("running_min", self.running_min), ("alarm_step", self.alarm_step)],
-        )
+        return result_repr(self, f"t={self.t}, alarm_step={self.alarm_step}", ["running_min"])
 
 
 def _check_threshold(value: Any, name: str = "threshold") -> float:
@@ -86,6 +80,32 @@ def _check_threshold(value: Any, name: str = "threshold") -> float:
     if math.isnan(v):
         raise ValueError(f"{name}: must not be NaN")
     return v
+
+
+def check_score(x: float) -> float:
+    """One streamed score as a float, refusing NaN (±inf allowed)."""
+    s = float(x)
+    if math.isnan(s):
+        raise ValueError("x: must not be NaN")
+    return s
+
+
+def latched_step(t: int, x: float, statistic: float, crossed: bool, alarm_step: int | None) -> Step:
+    """The :class:`Step` of observation ``t``: the alarm latches at the first ``crossed`` step.
+
+    ``alarm_step`` is the first alarm before this observation (``None``: none yet); the
+    returned step's ``alarm_step`` is the one to keep in the new state.
+    """
+    new_alarm = alarm_step is None and crossed
+    alarm_step = t if new_alarm else alarm_step
+    return Step(
+        t=t,
+        x=x,
+        statistic=statistic,
+        alarm=alarm_step is not None,
+        new_alarm=new_alarm,
+        alarm_step=alarm_step,
+    )
 
 
 @dataclass(frozen=True)
@@ -106,36 +126,24 @@ class ThresholdMonitor:
         """Fresh state for a new trajectory."""
         return MonitorState()
 
-    def update(self, state: MonitorState, x: float) -> tuple[MonitorState, Step]:
+    def update(self, state: MonitorState, x: float, /) -> tuple[MonitorState, Step]:
         """Feed one score x; returns the new state and the step (statistic = the score)."""
-        s = float(x)
-        if math.isnan(s):
-            raise ValueError("x: must not be NaN")
-        t = state.t
-        new_alarm = (not state.alarmed) and s < self.threshold
-        alarm_step = t if new_alarm else state.alarm_step
-        new_state = MonitorState(
-            t=t + 1, running_min=min(state.running_min, s), alarm_step=alarm_step
-        )
-        step = Step(
-            t=t,
-            x=s,
-            statistic=s,
-            alarm=alarm_step is not None,
-            new_alarm=new_alarm,
-            alarm_step=alarm_step,
-        )
-        return new_state, step
+        check_state(state, MonitorState)
+        s = check_score(x)
+        step = latched_step(state.t, s, s, s < self.threshold, state.alarm_step)
+        running_min = min(state.running_min, s)
+        return MonitorState(state.t + 1, running_min, step.alarm_step), step
 
-    def run(self, scores: ArrayLike) -> IntArray:
-        """Streaming run over one trajectory (via ``update``); per-step alarm flags as 0/1."""
-        x = as_float_array(scores, "scores", ndim=1)
-        state = self.init()
-        out = np.zeros(len(x), dtype=np.int64)
-        for i, s in enumerate(x):
-            state, res = self.update(state, float(s))
-            out[i] = res.alarm
-        return out
+    def run(self, x: ArrayLike, /, *, state: MonitorState | None = None) -> Trace[MonitorState]:
+        """Feed a stretch of scores (``update`` in a loop) from ``state`` (default: fresh).
+
+        ``trace.alarm`` are the per-step alarm flags, ``trace.alarm_step`` the first alarm.
+        """
+        xs = as_float_array(x, "x", ndim=1)
+        state = self.init() if state is None else check_state(state, MonitorState)
+        return trace_by_updates(
+            self, xs.tolist(), state, start=state.t, alarm_step=state.alarm_step
+        )
 
     def first_alarm_steps(self, trajectories: Trajectories) -> IntArray:
         """Vectorised first-alarm positions (``NO_ALARM`` if none) for many trajectories."""
@@ -152,7 +160,7 @@ def first_alarm_from_mask(trajectories: Trajectories, mask: ArrayLike) -> IntArr
     m = np.asarray(mask, dtype=bool)
     if m.shape != (trajectories.n_steps,):
         raise ValueError(f"mask: expected shape ({trajectories.n_steps},), got {m.shape}")
-    big = np.iinfo(np.int64).max
+    big = _INT64_MAX
     pos = np.where(m, trajectories.step_index, big)
     first: IntArray = np.minimum.reduceat(pos, trajectories.offsets[:-1])
     return np.where(first == big, NO_ALARM, first).astype(np.int64)

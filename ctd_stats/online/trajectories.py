@@ -25,16 +25,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._repr import result_repr
-from .._validation import (
-    BoolArray,
-    FloatArray,
-    IntArray,
-    as_binary_array,
-    as_float_array,
-    as_int_array,
-    check_same_length,
-)
+from .._validation import as_binary_array, as_float_array, as_int_array, check_same_length
 from ..datasets import data_path
+from ..typing import BoolArray, FloatArray, IntArray
 
 __all__ = [
     "VERIFIER_SCORE_FILES",

@@ -21,26 +21,17 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from .. import pvalues as _pv
-from .._serialize import JSONSerializable, array_sha256
-from .._validation import (
-    FloatArray,
-    IntArray,
-    as_int_array,
-    check_choice,
-    check_level,
-    check_levels,
-    check_positive_int,
-)
+from .._serialize import JSONSerializable, array_sha256, exact_eq
+from .._validation import as_int_array, check_choice, check_level, check_levels, check_positive_int
 from ..fwer import fixed_sequence
+from ..typing import FloatArray, IntArray
 from ._calibration_common import (
-    RISKS,
     GridArg,
     Risk,
-    calibration_minima,
-    check_grid,
+    ThresholdResult,
+    calibration_inputs,
     safe_threshold,
-    safe_words,
-    threshold_repr,
+    uncertified,
 )
 from .trajectories import Trajectories
 
@@ -65,8 +56,9 @@ UCB_BOUNDS: Final[tuple[str, ...]] = (
 _MIN_N_LIMIT: Final[int] = 10**9
 
 
-@dataclass(frozen=True)
-class UCBThreshold(JSONSerializable):
+@exact_eq
+@dataclass(frozen=True, repr=False)
+class UCBThreshold(ThresholdResult, JSONSerializable, kind="ctd_stats.UCBThreshold"):
     """A high-probability (UCB / fixed-sequence) alarm threshold.
 
     Guarantee: P(R(λ̂) > α) ≤ δ over the draw of the ``n`` calibration trajectories, where R is
@@ -93,21 +85,7 @@ class UCBThreshold(JSONSerializable):
     guarantee: str
 
     _json_settings = ("alpha", "delta", "risk", "bound", "method")
-
-    def __repr__(self) -> str:
-        return threshold_repr(
-            "UCBThreshold",
-            self,
-            [
-                ("alpha", self.alpha),
-                ("delta", self.delta),
-                ("risk", self.risk),
-                ("n", self.n),
-                ("count", self.count),
-                ("bound", self.bound),
-                ("method", self.method),
-            ],
-        )
+    _repr_lines = ("alpha", "delta", "risk", "n", "count", "bound", "method")
 
 
 # --------------------------------------------------------------------------- p-values
@@ -125,7 +103,7 @@ def _paper_pvalue(k: IntArray, n: int, alpha: float) -> FloatArray:
     return p
 
 
-def paper_nonstandard_hb_pvalue(counts: ArrayLike, n: int, alpha: float) -> FloatArray:
+def paper_nonstandard_hb_pvalue(counts: ArrayLike, n: int, *, alpha: float) -> FloatArray:
     """The online-monitoring paper's UCB p-value — NOT a valid p-value; reproduction only.
 
     min(exp(−2n(α − r̂)²), e·P(Bin(n, r̂) ≥ ⌈nα⌉)) for r̂ = k/n < α, else 1 (the paper's ε is
@@ -142,13 +120,13 @@ def paper_nonstandard_hb_pvalue(counts: ArrayLike, n: int, alpha: float) -> Floa
 def _count_pvalues(counts: IntArray, n: int, alpha: float, bound: str) -> FloatArray:
     if bound == "paper_nonstandard_hb":
         return _paper_pvalue(counts, n, alpha)
-    return _pv.pvalues_from_counts(counts, n, alpha, method=cast(_pv.PValueMethod, bound))
+    return _pv.pvalues_from_counts(counts, n, alpha=alpha, method=cast(_pv.PValueMethod, bound))
 
 
 def _zero_loss_pvalue(n: int, alpha: float, bound: str, wsr_delta: float) -> float:
     """p-value of the most favourable calibration at the first candidate: n points, no loss."""
     if bound == "wsr":
-        return float(_pv.wsr_pvalue(np.zeros((n, 1)), alpha, delta=wsr_delta)[0])
+        return float(_pv.wsr_pvalue(np.zeros((n, 1)), alpha=alpha, delta=wsr_delta)[0])
     return float(_count_pvalues(np.zeros(1, dtype=np.int64), n, alpha, bound)[0])
 
 
@@ -207,23 +185,31 @@ def _ucb_kernel(
     n = len(mins)
     counts = losses.sum(axis=0).astype(np.int64)
     if bound == "wsr":
-        p = _pv.wsr_pvalue(losses, alpha, delta=wsr_delta)
+        p = _pv.wsr_pvalue(losses, alpha=alpha, delta=wsr_delta)
     else:
         p = _count_pvalues(counts, n, alpha, bound)
     # Candidates are ordered from the safe end, so this is fixed-sequence testing in grid order.
-    certified = fixed_sequence(p, delta, order="ascending").indices
+    certified = fixed_sequence(p, delta=delta, order="ascending").indices
     if certified.size == 0:
         return safe_threshold(risk), 0, -1
     last = int(certified[-1])
     return float(cand[last]), int(counts[last]), last
 
 
-def _ucb_iv(risk: str, bound: str, delta: float, wsr_delta: float | None) -> tuple[float, float]:
-    check_choice(risk, "risk", RISKS)
+def _ucb_iv(
+    calibration: Trajectories | ArrayLike,
+    risk: str,
+    grid: GridArg,
+    bound: str,
+    delta: float,
+    wsr_delta: float | None,
+) -> tuple[FloatArray, FloatArray | None, float, float]:
+    """Calibration minima, grid, δ and the WSR bet's δ, validated (public edge of both fronts)."""
     check_choice(bound, "bound", UCB_BOUNDS)
     d = check_level(delta, "delta")
     wd = d if wsr_delta is None else check_level(wsr_delta, "wsr_delta")
-    return d, wd
+    mins, g = calibration_inputs(calibration, risk, grid)
+    return mins, g, d, wd
 
 
 # --------------------------------------------------------------------------- public
@@ -238,10 +224,8 @@ def ucb_thresholds(
     wsr_delta: float | None = None,
 ) -> FloatArray:
     """UCB thresholds for many α at once (see :func:`ucb_threshold`), shaped like ``alpha``."""
-    d, wd = _ucb_iv(risk, bound, delta, wsr_delta)
+    mins, g, d, wd = _ucb_iv(calibration, risk, grid, bound, delta, wsr_delta)
     a = check_levels(alpha, "alpha")
-    mins = calibration_minima(calibration, risk)
-    g = check_grid(grid)
     out = np.array([_ucb_kernel(mins, float(x), d, risk, bound, g, wd)[0] for x in a])
     return out.reshape(np.shape(alpha))
 
@@ -266,10 +250,8 @@ def ucb_threshold(
     fails, ``found=False`` and λ̂ = −∞ (never alarm) for false alarms, +∞ (always alarm) for
     missed detections.
     """
-    d, wd = _ucb_iv(risk, bound, delta, wsr_delta)
+    mins, g, d, wd = _ucb_iv(calibration, risk, grid, bound, delta, wsr_delta)
     a = check_level(alpha, "alpha")
-    mins = calibration_minima(calibration, risk)
-    g = check_grid(grid)
     n = len(mins)
     lam, count, pos = _ucb_kernel(mins, a, d, risk, bound, g, wd)
     found = pos >= 0
@@ -277,15 +259,14 @@ def ucb_threshold(
     min_n: int | None = None
     if not found:
         need = _min_n(a, d, bound, wd)
-        if need is not None and n < need:
-            min_n = need
-            reason = (
-                f"too few calibration trajectories: n = {n}; with {bound} p-values at "
-                f"alpha = {a:g}, delta = {d:g} even zero losses need n >= {need}"
-            )
-        else:
-            reason = "the first candidate (the safe end) already has p-value > delta"
-        reason += f"; threshold is {safe_words(risk)}"
+        reason, min_n = uncertified(
+            risk,
+            n,
+            need,
+            f"too few calibration trajectories: n = {n}; with {bound} p-values at "
+            f"alpha = {a:g}, delta = {d:g} even zero losses need n >= {need}",
+            "the first candidate (the safe end) already has p-value > delta",
+        )
     index: int | None = None
     if g is not None and found:
         index = pos if risk == "false_alarm" else len(g) - 1 - pos

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._repr import result_repr
 from .._serialize import array_sha256
-from .._validation import BoolArray, FloatArray, IntArray, check_positive_int
+from .._validation import BoolArray, FloatArray, IntArray, check_grid, check_positive_int
 from ..splits import split_indices
-from ._repr import fmt, summarise
-from .baselines import _oracle_masks, _topk_budgets, _topk_masks
+from .baselines import oracle_masks_unchecked, topk_budgets_unchecked, topk_masks_unchecked
 from .calibration import BUDGET_ONLY, CTD, UNC_CALIBRATED, ThresholdCalibration
-from .metrics import CascadeMetrics, CascadeTable, _evaluate, _metrics, _values
-from .policies import _budget_only, _pareto_ltt
+from .metrics import (
+    CascadeMetrics,
+    CascadeTable,
+    delegation_value_unchecked,
+    evaluate_unchecked,
+    metrics_at,
+)
+from .policies import ParetoData, budget_only_unchecked, pareto_ltt
 from .protocol import (
     DV_TOPK,
     GLOBAL_ORACLE,
@@ -30,11 +37,11 @@ from .protocol import (
     UNC_TOPK,
     CTDSettings,
     GroupSummary,
-    _faic,
-    _settings,
+    faic_unchecked,
     group_summary,
+    resolve_settings,
 )
-from .signals import _threshold_grid, _uncertainty, check_budget, check_grid
+from .signals import check_budget, threshold_grid_unchecked, uncertainty_from_sorted
 
 __all__ = [
     "FAICScore",
@@ -68,14 +75,9 @@ class SweepPoint:
     mean_value: float
 
     def __repr__(self) -> str:
-        b = "" if self.batch_size is None else f", B={self.batch_size}"
-        found = "" if self.found else ", NOT FOUND"
-        return (
-            f"SweepPoint({self.method}{b}, alpha={self.alpha:.4g}{found}, "
-            f"threshold={fmt(self.threshold)}, budget={self.budget:.4f}, "
-            f"auroc={self.auroc:.4f}, accuracy={self.accuracy:.4f}, "
-            f"mean_value={self.mean_value:.4f})"
-        )
+        head = f"method={self.method}, alpha={self.alpha:.4g}, found={self.found}"
+        fields = ["batch_size", "threshold", "budget", "auroc", "accuracy", "mean_value"]
+        return result_repr(self, head, fields)
 
 
 @dataclass(frozen=True)
@@ -92,17 +94,8 @@ class SweepCurve:
     found: BoolArray
 
     def __repr__(self) -> str:
-        b = "" if self.batch_size is None else f", B={self.batch_size}"
-        return "\n".join(
-            [
-                f"SweepCurve({self.method}{b}: {self.alpha.size} points, "
-                f"{int(self.found.sum())} found)",
-                "  " + summarise("alpha", self.alpha),
-                "  " + summarise("budget", self.budget),
-                "  " + summarise("auroc", self.auroc),
-                "  " + summarise("accuracy", self.accuracy),
-            ]
-        )
+        head = f"method={self.method}, n_points={self.alpha.size}, n_found={int(self.found.sum())}"
+        return result_repr(self, head, ["batch_size", "alpha", "budget", "auroc", "accuracy"])
 
 
 @dataclass(frozen=True)
@@ -115,8 +108,8 @@ class FAICScore:
     accuracy: float
 
     def __repr__(self) -> str:
-        b = "" if self.batch_size is None else f", B={self.batch_size}"
-        return f"FAICScore({self.method}{b}: auroc={self.auroc:.4f}, accuracy={self.accuracy:.4f})"
+        head = f"method={self.method}, auroc={self.auroc:.4f}, accuracy={self.accuracy:.4f}"
+        return result_repr(self, head, ["batch_size"])
 
 
 @dataclass(frozen=True)
@@ -158,19 +151,17 @@ class SweepResult:
             f"{f.auroc:.3f}/{f.accuracy:.3f}"
             for f in self.faic
         )
-        return "\n".join(
-            [
-                f"SweepResult({len(self.methods)} curves, {len(self.points)} points; "
-                f"{found} of {len(self.calibrations)} calibrations found)",
-                f"  calibration n={self.calib_index.size}, evaluation n={self.eval_index.size}, "
-                f"capacity={self.capacity:.4f}",
-                f"  probe only: {self.probe_only!r}",
-                f"  expert only: {self.expert_only!r}",
-                f"  FAIC auroc/accuracy: {faic_txt}",
-                f"  settings: performance={self.settings.performance!r}, "
-                f"delta={self.settings.delta}, {len(self.settings.budgets)} budgets",
-            ]
-        )
+        head = f"n_curves={len(self.methods)}, n_points={len(self.points)}"
+        lines: list[tuple[str, Any]] = [
+            ("calibrations", f"{found} of {len(self.calibrations)} found"),
+            ("n", f"calibration {self.calib_index.size}, evaluation {self.eval_index.size}"),
+            ("capacity", self.capacity),
+            ("probe_only", _brief(self.probe_only)),
+            ("expert_only", _brief(self.expert_only)),
+            ("faic (auroc/accuracy)", faic_txt),
+            ("settings", f"performance={self.settings.performance!r}, delta={self.settings.delta}"),
+        ]
+        return result_repr("SweepResult", head, lines)
 
     @property
     def methods(self) -> tuple[tuple[str, int | None], ...]:
@@ -208,11 +199,15 @@ class SweepResult:
         return min(cands, key=lambda c: abs(c.alpha - alpha))
 
 
+def _brief(m: CascadeMetrics) -> str:
+    return f"auroc={m.auroc:.4f}, accuracy={m.accuracy:.4f}, budget={m.budget:.4f}"
+
+
 def _eval_signal(cal: ThresholdCalibration, ev: CascadeTable) -> FloatArray:
     """The calibration's signal on the (trusted) rows of ``ev``."""
     if cal.signal == "uncertainty":
         assert cal.reference is not None
-        return _uncertainty(ev.probe, cal.reference)
+        return uncertainty_from_sorted(ev.probe, cal.reference)
     return ev.dv
 
 
@@ -226,7 +221,7 @@ def _points(
     masks: BoolArray,
     merge: str,
 ) -> list[SweepPoint]:
-    c = _evaluate(ev.labels, ev.probe, ev.expert, masks, merge)
+    c = evaluate_unchecked(ev.labels, ev.probe, ev.expert, masks, merge)
     return [
         SweepPoint(
             method=method,
@@ -256,13 +251,13 @@ def sweep(
     """
     if not isinstance(table, CascadeTable):
         raise TypeError(f"table: expected a CascadeTable, got {type(table).__name__}")
-    st = _settings(settings)
+    st = resolve_settings(settings)
     g = (
-        _threshold_grid(table.dv, st.n_thresholds, st.threshold_margin)
+        threshold_grid_unchecked(table.dv, st.n_thresholds, st.threshold_margin)
         if grid is None
         else check_grid(grid)
     )
-    split = split_indices(table.n, first_fraction=st.calib_fraction, seed=st.seed)
+    split = split_indices(table.n, first_fraction=st.calibration_fraction, seed=st.seed)
     cal, ev = table.take(split.first), table.take(split.second)
     n1 = int(ev.labels.sum())
     if n1 == 0 or n1 == ev.n:
@@ -271,39 +266,33 @@ def sweep(
         raise ValueError(f"table: need at least 4 calibration rows, got {cal.n}")
     alphas = np.asarray(st.budgets, dtype=np.float64)
     a_list = [float(a) for a in alphas]
-    common = {
-        "probe": cal.probe,
-        "expert": cal.expert,
-        "labels": cal.labels,
-        "delta": st.delta,
-        "performance": st.performance,
-        "merge": st.merge,
-        "opt_fraction": st.opt_fraction,
-        "seed": st.seed,
-        "strict": st.strict,
-    }
+    data = ParetoData(
+        cal.labels,
+        cal.probe,
+        cal.expert,
+        st.delta,
+        st.performance,
+        st.merge,
+        st.opt_fraction,
+        int(st.seed),
+        bool(st.strict),
+    )
     ref = np.sort(cal.probe)
-    u_cal = _uncertainty(cal.probe, ref)
-    sha = array_sha256(np.stack([cal.dv, cal.probe, cal.expert, cal.labels]))
+    u_cal = uncertainty_from_sorted(cal.probe, ref)
     calibrations: list[ThresholdCalibration] = []
     points: list[SweepPoint] = []
     for method in (CTD, UNC_CALIBRATED, BUDGET_ONLY):
         cals: list[ThresholdCalibration]
         if method == CTD:
-            cals = _pareto_ltt(
-                method=CTD, signal_kind="dv", signal=cal.dv, grid=g, alphas=a_list,
-                reference=None, sha256=sha, **common,  # type: ignore[arg-type]
-            )  # fmt: skip
+            cals = pareto_ltt(data, CTD, "dv", cal.dv, g, a_list, None)
         elif method == UNC_CALIBRATED:
-            cals = _pareto_ltt(
-                method=UNC_CALIBRATED, signal_kind="uncertainty", signal=u_cal,
-                grid=_threshold_grid(u_cal), alphas=a_list, reference=ref,
-                sha256=array_sha256(np.stack([cal.probe, cal.probe, cal.expert, cal.labels])),
-                **common,  # type: ignore[arg-type]
-            )  # fmt: skip
+            u_grid = threshold_grid_unchecked(u_cal)
+            cals = pareto_ltt(data, UNC_CALIBRATED, "uncertainty", u_cal, u_grid, a_list, ref)
         else:
             sha_dv = array_sha256(cal.dv)
-            cals = [_budget_only(cal.dv, g, a, st.delta, st.strict, sha_dv) for a in a_list]
+            cals = [
+                budget_only_unchecked(cal.dv, g, a, st.delta, st.strict, sha_dv) for a in a_list
+            ]
         signal = _eval_signal(cals[0], ev)
         masks = np.stack([c._delegate(signal) for c in cals])
         points += _points(
@@ -318,26 +307,26 @@ def sweep(
         )
         calibrations += cals
 
-    v_eval = _values(ev.labels, ev.probe, ev.expert)
-    oracle = _oracle_masks(v_eval, alphas)
+    v_eval = delegation_value_unchecked(ev.labels, ev.probe, ev.expert)
+    oracle = oracle_masks_unchecked(v_eval, alphas)
     n_a = alphas.size
     points += _points(GLOBAL_ORACLE, None, alphas, [None] * n_a, [True] * n_a, ev, oracle, st.merge)
     for b in st.batch_sizes:
-        ks = _topk_budgets(b, st.topk_steps)
+        ks = topk_budgets_unchecked(b, st.topk_steps)
         fr = ks / b
         for method, sig, window in (
             (UNC_TOPK, ev.probe, "median"),
             (DV_TOPK, ev.dv, "top"),
             (ORACLE_TOPK, v_eval, "top"),
         ):
-            masks = _topk_masks(sig, b, ks, window)
+            masks = topk_masks_unchecked(sig, b, ks, window)
             points += _points(
                 method, b, fr, [None] * ks.size, [True] * ks.size, ev, masks, st.merge
             )
 
     ends = np.stack([np.zeros(ev.n, dtype=bool), np.ones(ev.n, dtype=bool)])
-    both = _evaluate(ev.labels, ev.probe, ev.expert, ends, st.merge)
-    probe_only, expert_only = _metrics(both, 0), _metrics(both, 1)
+    both = evaluate_unchecked(ev.labels, ev.probe, ev.expert, ends, st.merge)
+    probe_only, expert_only = metrics_at(both, 0), metrics_at(both, 1)
     partial = SweepResult(
         points=tuple(points),
         probe_only=probe_only,
@@ -362,8 +351,10 @@ def sweep(
             FAICScore(
                 method=method,
                 batch_size=bsz,
-                auroc=_faic(mc.alpha, mc.auroc, oc.alpha, oc.auroc, oc.budget, probe_only.auroc),
-                accuracy=_faic(
+                auroc=faic_unchecked(
+                    mc.alpha, mc.auroc, oc.alpha, oc.auroc, oc.budget, probe_only.auroc
+                ),
+                accuracy=faic_unchecked(
                     mc.alpha, mc.accuracy, oc.alpha, oc.accuracy, oc.budget, probe_only.accuracy
                 ),
             )
@@ -398,7 +389,7 @@ def sweep_delegation_mask(
         return cal._delegate(_eval_signal(cal, ev))
     if method == GLOBAL_ORACLE:
         a = min(result.settings.budgets, key=lambda x: abs(x - alpha))
-        oracle: BoolArray = _oracle_masks(ev.values(), np.array([a]))[0]
+        oracle: BoolArray = oracle_masks_unchecked(ev.values(), np.array([a]))[0]
         return oracle
     signals = {UNC_TOPK: (ev.probe, "median"), DV_TOPK: (ev.dv, "top"), ORACLE_TOPK: (None, "top")}
     if method not in signals:
@@ -406,11 +397,11 @@ def sweep_delegation_mask(
     if batch_size is None:
         raise ValueError("batch_size: required for the batched top-k methods")
     b = check_positive_int(batch_size, "batch_size")
-    ks = _topk_budgets(b, result.settings.topk_steps)
+    ks = topk_budgets_unchecked(b, result.settings.topk_steps)
     k = int(ks[np.argmin(np.abs(ks / b - alpha))])
     sig, window = signals[method]
     scores = ev.values() if sig is None else sig
-    topk: BoolArray = _topk_masks(scores, b, np.array([k], dtype=np.int64), window)[0]
+    topk: BoolArray = topk_masks_unchecked(scores, b, np.array([k], dtype=np.int64), window)[0]
     return topk
 
 
@@ -425,8 +416,8 @@ def sweep_group_summary(
 ) -> GroupSummary:
     """CTD paper Table 1 for one method: per-group mean v (all / delegated) and delegation rate.
 
-    Computed on the sweep's evaluation split, e.g. ``method="CTD", alpha=0.2`` and
-    ``method="Unc. top-k", alpha=0.2, batch_size=128``.
+    Computed on the sweep's evaluation split, e.g. ``method="ctd", alpha=0.2`` and
+    ``method="unc_topk", alpha=0.2, batch_size=128``.
     """
     mask = sweep_delegation_mask(result, table, method, alpha=alpha, batch_size=batch_size)
     ev = table.take(result.eval_index)
