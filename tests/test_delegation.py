@@ -333,7 +333,7 @@ def test_budgets_outside_unit_interval_are_rejected(alpha: float) -> None:
         calibrate_ctd(dv=t.dv, probe=t.probe, expert=t.expert, labels=t.labels, alpha=alpha)
     with pytest.raises(ValueError, match="alpha"):
         calibrate_budget_only(scores=t.dv, alpha=alpha)
-    with pytest.raises(ValueError, match="^alpha"):
+    with pytest.raises(ValueError, match=r"^alpha"):
         global_oracle_masks(t.values(), alpha=[alpha])
     with pytest.raises(ValueError, match="budgets"):
         CTDSettings(budgets=(0.5, alpha))

@@ -15,9 +15,9 @@ from ctd_stats._validation import FloatArray, IntArray
 from ctd_stats.online.alarm_calibration import crc_thresholds
 from ctd_stats.online.monitor_metrics import (
     aggregate,
+    compute_monitor_metrics,
     crc_method,
     default_methods,
-    compute_monitor_metrics,
     run_monitor_experiment,
     split_by_trajectory,
     ucb_method,

@@ -11,10 +11,6 @@ from scipy import stats
 
 from ctd_stats import NO_ALARM
 from ctd_stats._streaming import BatchMonitor, Step, StreamingMonitor, Trace
-from ctd_stats.online.betting import BettingMonitor, BettingState
-from ctd_stats.online.eprocess import EProcessMonitor, EValuatorModel, ville_threshold
-from ctd_stats.online.monitors import ThresholdMonitor
-from ctd_stats.online.trajectories import Trajectories
 from ctd_stats.cascade import (
     BudgetMonitor,
     DelegationSession,
@@ -26,6 +22,10 @@ from ctd_stats.cascade import (
     first_alarm_times,
     simulate_cascade,
 )
+from ctd_stats.online.betting import BettingMonitor, BettingState
+from ctd_stats.online.eprocess import EProcessMonitor, EValuatorModel, ville_threshold
+from ctd_stats.online.monitors import ThresholdMonitor
+from ctd_stats.online.trajectories import Trajectories
 
 
 def test_e_process_hand_value() -> None:
@@ -212,7 +212,7 @@ def test_bad_inputs() -> None:
         dl.monitor = None
 
 
-# --------------------------------------------------------------------------- the protocol is the type
+# ------------------------------------------------------------------ the protocol is the type
 def _monitors() -> list[tuple[object, list[float]]]:
     """Every monitor of the package with a short valid input stream."""
     rng = np.random.default_rng(3)

@@ -30,7 +30,7 @@ SHIFT = 500  # the shifted streams change rate at this 0-based step
 
 
 def run(quick: bool) -> Section:
-    from mapie.exchangeability_testing import RiskMonitoring  # type: ignore[import-untyped]
+    from mapie.exchangeability_testing import RiskMonitoring
 
     from ctd_stats import BettingMonitor, ThresholdMonitor
     from ctd_stats.cascade import (
