@@ -83,7 +83,19 @@ from .fwer import *  # noqa: F403
 from .grouped import *  # noqa: F403
 from .logistic import *  # noqa: F403
 from .ltt import *  # noqa: F403
-from .online import *  # noqa: F403
+from .online.alarm_calibration import *  # noqa: F403
+from .online.anytime_alarms import *  # noqa: F403
+from .online.anytime_audit import *  # noqa: F403
+from .online.anytime_ltt import *  # noqa: F403
+from .online.betting import *  # noqa: F403
+from .online.crc import *  # noqa: F403
+from .online.eprocess import *  # noqa: F403
+from .online.eprocess_thresholds import *  # noqa: F403
+from .online.evaluator import *  # noqa: F403
+from .online.monitor_metrics import *  # noqa: F403
+from .online.monitors import *  # noqa: F403
+from .online.trajectories import *  # noqa: F403
+from .online.ucb import *  # noqa: F403
 from .pareto import *  # noqa: F403
 from .pvalues import (  # not ``pvalues``: ``ctd_stats.pvalues`` stays the module
     METHODS,

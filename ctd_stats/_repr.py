@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["fmt", "format_value", "result_repr", "summarise", "summarise_array"]
+__all__ = ["fmt", "format_value", "headline", "result_repr", "summarise", "summarise_array"]
 
 #: Arrays with at most this many elements are printed in full.
 _FULL = 6
@@ -116,6 +116,11 @@ def summarise(name: str, arr: NDArray[np.generic] | None) -> str:
     if finite.size == 0:
         return f"{name}=array(shape={a.shape}, no finite values)"
     return f"{name}=array(shape={a.shape}, min={finite.min():.4g}, max={finite.max():.4g})"
+
+
+def headline(obj: object) -> str:
+    """The first line of ``repr(obj)`` (a nested result or state shown by its headline)."""
+    return "none" if obj is None else repr(obj).split("\n", 1)[0]
 
 
 def result_repr(

@@ -26,9 +26,8 @@ lives — and, separately, exact equality::
 The qualified kind is ``"<namespace>.<name>"``. The payload's ``format`` field already names the
 ``ctd_stats`` namespace, so a kind in it is written without the ``ctd_stats.`` prefix
 (``"kind": "LTTResult"``, as every payload since 1.0) and any other namespace in full. Two classes
-claiming one kind raise ``TypeError`` when the second is defined. A class that declares no kind
-(the 1.0 way) is filed under ``ctd_stats.<class name>`` and keeps the implicit exact equality it
-always had; a class that declares its kind gets exactly what it declares.
+claiming one kind raise ``TypeError`` when the second is defined, and a class that declares no
+kind is a ``TypeError`` too; equality is exactly what the class declares.
 """
 
 from __future__ import annotations
@@ -268,11 +267,12 @@ class JSONSerializable:
 
     def __init_subclass__(cls, *, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _register(cls, _qualified(cls.__name__) if kind is None else kind)
-        if kind is None and "__eq__" not in cls.__dict__:
-            # 1.0 classes that declare nothing keep their implicit exact equality (set before
-            # @dataclass runs, so its tuple-comparing __eq__ is not installed).
-            exact_eq(cls)
+        if kind is None:
+            raise TypeError(
+                f"kind: {cls.__module__}.{cls.__qualname__} must declare its payload kind, "
+                f"e.g. class {cls.__name__}(JSONSerializable, kind='ctd_stats.{cls.__name__}')"
+            )
+        _register(cls, kind)
 
     # Hooks -----------------------------------------------------------------
     def _json_meta(self) -> dict[str, Any]:

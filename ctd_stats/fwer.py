@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._repr import result_repr
-from ._validation import as_float_array, as_int_array, check_choice, check_level
+from ._validation import as_float_array, as_int_array, check_choice, check_level, check_positive_int
 from .typing import BoolArray, FloatArray, IntArray
 
 __all__ = [
@@ -93,6 +93,7 @@ def resolve_order(order: Order, m: int) -> IntArray:
 
     An index sequence may cover only part of the grid: hypotheses left out are never tested.
     """
+    m = check_positive_int(m, "m", minimum=0)
     if isinstance(order, str):
         check_choice(order, "order", ("ascending", "descending"))
         idx = np.arange(m, dtype=np.int64)

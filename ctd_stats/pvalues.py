@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Final, Literal
 
 import numpy as np
@@ -233,6 +234,12 @@ def min_n_for_zero_losses(
             if guess > limit:
                 return None
         return guess
+    return smallest_n(ok, limit=limit)
+
+
+def smallest_n(ok: Callable[[int], bool], *, limit: int) -> int | None:
+    """Smallest n ≥ 1 with ``ok(n)`` for a monotone ``ok`` (doubling, then bisection), or None
+    when the doubling passes ``limit``. The one search behind every "min_n" of the package."""
     hi = 1
     while not ok(hi):
         hi *= 2

@@ -240,7 +240,7 @@ def test_no_certified_threshold_never_delegates() -> None:
     assert c.reason is not None and c.reason.startswith("n: 30 test points")
     assert c.min_n == 230  # smallest n with 0.99^n <= 0.1
     assert 0.99**230 <= 0.1 < 0.99**229
-    assert repr(c).startswith("ThresholdCalibration(Budget-only LTT: NOT FOUND")
+    assert repr(c).startswith("ThresholdCalibration(method=budget_only, found=False, threshold=inf)")
     assert not c.delegate(t.dv).any()
 
 
@@ -261,18 +261,18 @@ def test_sweep_is_complete_and_tidy() -> None:
     res = sweep(t)
     s = res.settings
     n_budgets = len(s.budgets)
-    for method in ("CTD", "Unc. calibrated", "Budget-only LTT", "Global oracle"):
+    for method in ("ctd", "unc_calibrated", "budget_only", "global_oracle"):
         c = res.curve(method)
         assert c.alpha.size == n_budgets
         assert np.all(c.budget >= 0) and np.all(c.budget <= 1)
     for b in s.batch_sizes:
-        for method in ("Unc. top-k", "DV top-k", "Oracle top-k"):
+        for method in ("unc_topk", "dv_topk", "oracle_topk"):
             c = res.curve(method, batch_size=b)
             assert np.array_equal(c.alpha, topk_budgets(b) / b)
     assert res.probe_only.budget == 0.0 and res.expert_only.budget == 1.0
     assert res.calib_index.size + res.eval_index.size == t.n
     assert np.intersect1d(res.calib_index, res.eval_index).size == 0
-    assert {f.method for f in res.faic} >= {"CTD", "Unc. calibrated", "DV top-k", "Oracle top-k"}
+    assert {f.method for f in res.faic} >= {"ctd", "unc_calibrated", "dv_topk", "oracle_topk"}
     with pytest.raises(ValueError, match="method"):
         res.curve("Random")
 
@@ -424,12 +424,12 @@ def test_sweep_calibrations_equal_single_budget_calls() -> None:
     cal = t.take(res.calib_index)
     grid = threshold_grid(t.dv)
     for c in res.calibrations:
-        if c.method == "CTD":
+        if c.method == "ctd":
             one = calibrate_ctd(
                 dv=cal.dv, probe=cal.probe, expert=cal.expert, labels=cal.labels,
                 alpha=c.alpha, grid=grid, performance="auroc",
             )  # fmt: skip
-        elif c.method == "Unc. calibrated":
+        elif c.method == "unc_calibrated":
             one = calibrate_uncertainty(
                 probe=cal.probe, expert=cal.expert, labels=cal.labels, alpha=c.alpha,
                 performance="auroc",
@@ -444,7 +444,7 @@ def test_sweep_group_summaries_are_consistent_with_the_curves() -> None:
     t = simulate_cascade(1586, seed=13)
     res = sweep(t)
     ev = t.take(res.eval_index)
-    for method, b in (("CTD", None), ("Unc. top-k", 128), ("Global oracle", None)):
+    for method, b in (("ctd", None), ("unc_topk", 128), ("global_oracle", None)):
         s = sweep_group_summary(res, t, method, alpha=0.2, batch_size=b)
         mask = sweep_delegation_mask(res, t, method, alpha=0.2, batch_size=b)
         c = res.curve(method, batch_size=b)
@@ -454,8 +454,8 @@ def test_sweep_group_summaries_are_consistent_with_the_curves() -> None:
         assert np.dot(s.delegation_rate, s.n) / s.n.sum() == pytest.approx(c.budget[i])
         assert s.groups == tuple(sorted(set(ev.groups.tolist())))
     with pytest.raises(ValueError, match="batch_size"):
-        sweep_delegation_mask(res, t, "DV top-k", alpha=0.2)
+        sweep_delegation_mask(res, t, "dv_topk", alpha=0.2)
     with pytest.raises(ValueError, match="method"):
         sweep_delegation_mask(res, t, "Random", alpha=0.2, batch_size=128)
     with pytest.raises(ValueError, match="table"):
-        sweep_group_summary(res, t.take(np.arange(10)), "CTD", alpha=0.2)
+        sweep_group_summary(res, t.take(np.arange(10)), "ctd", alpha=0.2)

@@ -62,8 +62,6 @@ READS_FILES: set[str] = {"sha256_of"}
 # Problems the fuzz found in modules owned by others: xfail (strict=False) so CI stays green
 # until they are fixed. Key: callable name; value: the reason, naming the failing input.
 KNOWN_FAILURES: dict[str, str] = {
-    "resolve_order": "fwer.resolve_order(order, m) does not validate m: m=None raises an "
-    "unnamed TypeError (H2, ctd_stats/fwer.py)",
     "AnytimeLTTState": "AnytimeLTTState(...) with None array fields raises an unnamed "
     "AttributeError ('NoneType' object has no attribute 'setflags') in __post_init__ "
     "(H6b, ctd_stats/online/anytime_ltt.py:62)",

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._repr import fmt, result_repr
-from .._serialize import JSONSerializable
+from .._repr import fmt, headline, result_repr
+from .._serialize import JSONSerializable, exact_eq
 from .._streaming import BatchMonitor, Step, StreamingMonitor, Trace, check_state, trace_by_updates
 from .._validation import as_float_array, check_choice
 from .calibration import ThresholdCalibration
@@ -36,8 +36,9 @@ from .streaming import BudgetMonitor
 __all__ = ["DelegationSession", "Delegator", "DelegatorState"]
 
 
+@exact_eq
 @dataclass(frozen=True)
-class DelegatorState(JSONSerializable):
+class DelegatorState(JSONSerializable, kind="ctd_stats.DelegatorState"):
     """A delegator after ``t`` inputs: its monitor's state (``None`` without one).
 
     ``alarm_step`` is the 0-based step of the monitor's first alarm (``None`` while there is
@@ -60,7 +61,11 @@ class DelegatorState(JSONSerializable):
         return self.alarm_step is not None
 
     def __repr__(self) -> str:
-        return result_repr(self, f"t={self.t}, alarm_step={self.alarm_step}", ["monitor"])
+        return result_repr(
+            self,
+            f"t={self.t}, alarm_step={self.alarm_step}",
+            [("monitor", headline(self.monitor))],
+        )
 
 
 def check_score(score: object) -> float:
@@ -130,7 +135,7 @@ class Delegator:
         return result_repr(
             self,
             f"{c.method}, found={c.found}, threshold={fmt(c.threshold)}, alpha={fmt(c.alpha)}",
-            [("monitor", "none" if self.monitor is None else repr(self.monitor))],
+            [("monitor", headline(self.monitor))],
         )
 
     @property
@@ -259,5 +264,3 @@ class DelegationSession:
         return cls(delegator, DelegatorState.from_json(text))
 
 
-# TEMPORARY (H1): removed name, kept only until cascade/__init__.py stops importing it.
-DelegationTrace = Trace

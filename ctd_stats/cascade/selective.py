@@ -37,6 +37,7 @@ from .._validation import (
 from ..ltt import LTTResult, learn_then_test
 from ..risks import conditional_risk
 from .calibration import ThresholdCalibration
+from .policies import min_n_split
 from .signals import check_budget, threshold_grid
 
 __all__ = ["SELECTIVE", "SELECTIVE_PROCEDURES", "SelectiveProcedure", "calibrate_selective"]
@@ -229,7 +230,7 @@ def _why_none(
     need = res.min_n  # rows needed at one threshold (tested part), zero losses
     levels = f"alpha = {alpha:.6g}" + ("" if budget is None else f", budget = {budget:.6g}")
     if need is not None and res.n < need:
-        total = need if res.n_opt == 0 else _min_n_split(need, frac)
+        total = need if res.n_opt == 0 else min_n_split(need, frac)
         return (
             f"n: {n} calibration inputs cannot certify any threshold at {levels}, "
             f"delta = {delta:.6g}: even no errors and no delegations need {need} tested inputs "
@@ -249,11 +250,3 @@ def _why_none(
         f"{res.pvalues[j]:.4g}, at threshold {g[j]:.4g} ({res.procedure}); {res.reason}",
         None,
     )
-
-
-def _min_n_split(min_test: int, frac: float) -> int:
-    """Smallest calibration size whose tested part n − ⌊frac · n⌋ has ≥ ``min_test`` rows."""
-    n = max(2, int((min_test - 1) / (1.0 - frac)))
-    while n - int(frac * n) < min_test or int(frac * n) < 1:
-        n += 1
-    return n

@@ -387,6 +387,8 @@ def _summary(x: FloatArray) -> MetricSummary:
 
 def aggregate(result: ExperimentResult) -> ExperimentSummary:
     """Mean, sd (ddof = 0, as the reference), 10 % and 90 % quantiles over splits."""
+    if not isinstance(result, ExperimentResult):
+        raise TypeError(f"result: expected an ExperimentResult, got {type(result).__name__}")
     return ExperimentSummary(
         methods=result.methods,
         alpha=result.alpha,

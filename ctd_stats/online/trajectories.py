@@ -32,7 +32,6 @@ from ..typing import BoolArray, FloatArray, IntArray
 __all__ = [
     "VERIFIER_SCORE_FILES",
     "Trajectories",
-    "check_trajectories",
     "load_verifier_scores",
 ]
 

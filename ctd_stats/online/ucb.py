@@ -131,24 +131,15 @@ def _zero_loss_pvalue(n: int, alpha: float, bound: str, wsr_delta: float) -> flo
 
 
 def _min_n(alpha: float, delta: float, bound: str, wsr_delta: float) -> int | None:
-    """Smallest n whose zero-loss p-value is ≤ δ (doubling, then bisection), None past 1e9.
-
-    The zero-loss p-value of every bound here is non-increasing in n.
-    """
-
-    def ok(n: int) -> bool:
-        return _zero_loss_pvalue(n, alpha, bound, wsr_delta) <= delta
-
-    hi = 1
-    while not ok(hi):
-        hi *= 2
-        if hi > _MIN_N_LIMIT or (bound == "wsr" and hi > 2**20):
-            return None
-    lo = hi // 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+    """Smallest n whose zero-loss p-value is ≤ δ, None past 1e9 (past 2**20 for wsr)."""
+    if bound in _pv.COUNT_METHODS:
+        return _pv.min_n_for_zero_losses(alpha, delta, bound, limit=_MIN_N_LIMIT)
+    # wsr and the paper's p-value are not count methods of pvalues (which returns None for
+    # wsr): the same search on their own zero-loss p-value, non-increasing in n for both.
+    limit = 2**20 if bound == "wsr" else _MIN_N_LIMIT
+    return _pv.smallest_n(
+        lambda n: _zero_loss_pvalue(n, alpha, bound, wsr_delta) <= delta, limit=limit
+    )
 
 
 # --------------------------------------------------------------------------- kernel
