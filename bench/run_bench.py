@@ -4,11 +4,12 @@ Run with ``nox -s bench`` (installs the ``bench`` extra: MAPIE 1.6, e-valuator) 
 
     python bench/run_bench.py [--quick] [--only SECTION[,SECTION]]
 
-Sections (``bench/sections/``, one module each): ltt, app_d, monitors, extraction, delegator,
-experts. The harness (timing, writers, environment info) is ``bench/harness.py``. Every
-comparison runs both implementations in THIS process, on the SAME inputs, interleaved, and reports
-medians over repeats and the ratio anchor / ours. Where the two implementations answer the same
-question, their answers are compared; a disagreement that is not explained aborts the run.
+Sections (``bench/sections/``, one module each): ltt, precision, grouped, app_d, monitors,
+anytime, extraction, delegator, live, experts. The harness (timing, writers, environment info)
+is ``bench/harness.py``. Every comparison runs both implementations in THIS process, on the SAME
+inputs, interleaved, and reports medians over repeats and the ratio anchor / ours. Where the two
+implementations answer the same question, their answers are compared; a disagreement that is not
+explained aborts the run.
 
 Writes ``bench/results/results.md`` and ``bench/results/results.json``.
 """
@@ -25,14 +26,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, sections, bench_* modules
 
 from harness import OPTIONS, RESULTS, Section, machine_info, write_results
-from sections import app_d, delegator, experts, extraction, ltt, monitors
+from sections import (
+    anytime,
+    app_d,
+    delegator,
+    experts,
+    extraction,
+    grouped,
+    live,
+    ltt,
+    monitors,
+    precision,
+)
 
 SECTIONS: dict[str, Callable[[bool], Section | list[Section]]] = {
     "ltt": ltt.run,
+    "precision": precision.run,
+    "grouped": grouped.run,
     "app_d": app_d.run,
     "monitors": monitors.run,
+    "anytime": anytime.run,
     "extraction": extraction.run,
     "delegator": delegator.run,
+    "live": live.run,
     "experts": experts.run,
 }
 

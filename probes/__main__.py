@@ -1,4 +1,4 @@
-"""Command line: ``python -m probes {extract,experts,artifacts} [options]``.
+"""Command line: ``python -m probes {extract,experts,artifacts,monitor} [options]``.
 
 ``extract`` and ``experts`` run in one process, or data-parallel when launched by ``torchrun``
 (``torchrun --nproc-per-node N -m probes extract ...``; gloo on CPU, NCCL on GPUs). Parsing the
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import monitor_cli
 from .artifact_config import STAGES, ArtifactConfig, config_argv
 
 INSTALL_HINT = (
@@ -73,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
     art = sub.add_parser("artifacts", help="build the stakes activations + expert scores table")
     artifact_options(art)
+
+    mon = sub.add_parser(
+        "monitor",
+        help="serve requests through a latent monitor: one forward, a Delegator decision each",
+        description="Serve requests through a latent monitor (probes.live); resumable.",
+    )
+    monitor_cli.add_arguments(mon)
     return parser
 
 
@@ -308,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "artifacts":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # packaged models only
         return _run_artifacts(args)
+    if args.command == "monitor":
+        return monitor_cli.run(args)
     return _run_model_command(args)
 
 

@@ -166,6 +166,17 @@ def test_decisions_equal_the_monitor_in_process(tmp_path: Path, capsys: Any) -> 
     assert ckpt["done"] == 9 and ckpt["out_bytes"] == out.stat().st_size
 
 
+def test_python_m_probes_monitor_is_the_same_command(tmp_path: Path, capsys: Any) -> None:
+    from probes.__main__ import main as probes_main
+
+    files = _setup(tmp_path, 5)
+    direct, via = tmp_path / "direct.jsonl", tmp_path / "via.jsonl"
+    assert main(_argv(files, direct, "--batch-size", "2")) == 0
+    assert probes_main(["monitor", *_argv(files, via, "--batch-size", "2")]) == 0
+    assert direct.read_bytes() == via.read_bytes() and len(_lines(via)) == 5
+    assert "5 requests decided now" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
