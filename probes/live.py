@@ -272,15 +272,22 @@ class LatentMonitor:
             n_tokens=tuple(len(c) for c in convs),
         )
 
-    def _pool_weights(self, batch: EncodedBatch, width: int) -> torch.Tensor:
-        """(batch, width) weights: 1/n over the pooled tokens (mean) or one-hot (last)."""
-        cols = torch.arange(width, device=batch.offsets.device).unsqueeze(0)
+    def pool(self, batch: EncodedBatch, hidden: torch.Tensor) -> torch.Tensor:
+        """Pool the layer's hidden states ``hidden`` (batch, width, d) of ``batch`` as the
+        artifact does: (batch, d) float32, the mean over the pooled tokens or the last one.
+
+        This is all the monitor adds to the model's forward (its hook calls it), besides the
+        two probes and one delegator update.
+        """
+        cols = torch.arange(hidden.shape[1], device=batch.offsets.device).unsqueeze(0)
         start = batch.offsets.unsqueeze(1)
         stop = start + batch.n_pooled.unsqueeze(1)
         if self.probes.spec.pooling == "mean":
             inside = ((cols >= start) & (cols < stop)).to(torch.float32)
-            return inside / batch.n_pooled.unsqueeze(1).to(torch.float32)
-        return (cols == stop - 1).to(torch.float32)
+            weights = inside / batch.n_pooled.unsqueeze(1).to(torch.float32)
+        else:
+            weights = (cols == stop - 1).to(torch.float32)
+        return torch.bmm(weights.unsqueeze(1), hidden.float()).squeeze(1)
 
     # ------------------------------------------------------------------ the pass
     def forward(
@@ -291,8 +298,7 @@ class LatentMonitor:
 
         def hook(_mod: torch.nn.Module, _inp: Any, output: Any) -> None:
             hs = output[0] if isinstance(output, tuple) else output
-            weights = self._pool_weights(batch, hs.shape[1])
-            captured.append(torch.bmm(weights.unsqueeze(1), hs.float()).squeeze(1))
+            captured.append(self.pool(batch, hs))
 
         handle = self._module.register_forward_hook(hook)
         try:

@@ -171,8 +171,7 @@ def run(quick: bool) -> Section:
     state0 = monitor.init()
 
     def added() -> None:
-        w = monitor._pool_weights(batch1, hs.shape[1])
-        torch.bmm(w.unsqueeze(1), hs).squeeze(1)
+        monitor.pool(batch1, hs)
         probes.safety_scores(feats)
         d = probes.dv_scores(feats)
         monitor.delegator.update(state0, float(d[0]))
