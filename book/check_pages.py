@@ -16,7 +16,13 @@ timeout), a page fails if it has:
 * a broken image;
 * a text block (code, output, table, figure, display math) wider than the content column, or
   scrolled/cut inside it;
-* one cell's printed output split over several output boxes.
+* one cell's printed output split over several output boxes;
+* ``NBVAL_`` anywhere in its text (nbval markers belong in cell tags; folded cells count);
+* a cross-reference that did not resolve (a ``{py:class}`` role rendered as ``code.xref``
+  without a link), except on the API pages, which show external types that way;
+* on an API page (``api/*.html``): no documented object at all.
+
+A whole book must also have the API pages and the changelog (``REQUIRED_PAGES``).
 
 With ``--notebooks DIR`` the executed notebooks are checked too: no plain-text output line longer
 than 100 characters. Exit status 0 when every page passes, 1 otherwise. When Chromium or
@@ -38,11 +44,21 @@ from typing import Any
 
 BOOK = Path(__file__).parent
 MAX_TEXT_COLUMNS = 100
+API_DIR = "api"
+# Pages a built book must have (checked when HTML_DIR is a whole book, i.e. holds intro.html).
+REQUIRED_PAGES = (
+    "api/core.html",
+    "api/cascade.html",
+    "api/online.html",
+    "api/probes.html",
+    "changelog.html",
+)
 
 # Runs in the page. Waits for MathJax, then reports every defect as {kind, detail}.
 _PAGE_JS = r"""
 const done = arguments[arguments.length - 1];
 const mathTimeoutMs = arguments[0];
+const checkXrefs = arguments[1];
 (async () => {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const t0 = Date.now();
@@ -74,7 +90,8 @@ const mathTimeoutMs = arguments[0];
     document.querySelector('[role=main]') || document.querySelector('main') || document.body;
 
   // 1. raw TeX in visible text
-  const skipTex = 'script,style,noscript,textarea,code,kbd,.cell_input,.highlight,' +
+  // .sig: an API entry's signature is code (a constant's value may hold a '\\n').
+  const skipTex = 'script,style,noscript,textarea,code,kbd,.cell_input,.highlight,.sig,' +
     'mjx-container,mjx-assistive-mml,.MathJax,.MathJax_Preview,.sd-tab-set';
   const texRe = /\\\(|\\\)|\\\[|\\\]|\$\$|\\(?:begin|end)\{|\\[A-Za-z]{2,}/;
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
@@ -152,8 +169,35 @@ const mathTimeoutMs = arguments[0];
       }
     }
   }
+  // 7. nbval markers in the rendered text (hidden or folded cells included: one click shows them)
+  const skipNbval = 'script,style,noscript';
+  const nbWalker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = nbWalker.nextNode(); n; n = nbWalker.nextNode()) {
+    const el = n.parentElement;
+    if (!el || el.closest(skipNbval)) continue;
+    const i = n.textContent.indexOf('NBVAL_');
+    if (i >= 0) {
+      add('nbval-marker', where(el) + ' …' + n.textContent.slice(Math.max(0, i - 20), i + 40)
+        .replace(/\s+/g, ' ') + '…');
+    }
+  }
+
+  // 8. cross-references that did not resolve: Sphinx renders a role it cannot resolve as
+  // <code class="xref ..."> with no enclosing <a class="reference internal"> (nitpicky mode
+  // makes it a build warning; this catches a build run without it). The API pages themselves
+  // show external types (int, numpy's ndarray) that way on purpose, so they are exempt.
+  if (checkXrefs) {
+    for (const el of article.querySelectorAll('.xref')) {
+      const a = el.closest('a');
+      if (!a || !a.getAttribute('href')) {
+        add('unresolved-xref', where(el) + ' ' + el.textContent.trim().slice(0, 120));
+      }
+    }
+  }
+  const apiEntries = article.querySelectorAll('dl.py').length;
+
   return {defects: out, width: window.innerWidth, column: Math.round(col.width),
-          mathjax: !!(window.MathJax && window.MathJax.startup)};
+          mathjax: !!(window.MathJax && window.MathJax.startup), api_entries: apiEntries};
 })().then(done, (e) => done({error: String(e), defects: []}));
 """
 
@@ -268,7 +312,10 @@ def check_pages(
                 rel = page.relative_to(root).as_posix() if page.is_relative_to(root) else str(page)
                 report = PageReport(rel)
                 driver.get(page.resolve().as_uri())
-                result = driver.execute_async_script(_PAGE_JS, int(math_timeout_s * 1000))
+                api_page = rel.startswith(API_DIR + "/")
+                result = driver.execute_async_script(
+                    _PAGE_JS, int(math_timeout_s * 1000), not api_page
+                )
                 if result.get("error"):
                     report.defects.append(("script-error", result["error"]))
                 for d in result["defects"]:
@@ -278,6 +325,10 @@ def check_pages(
                     if not any(url in s for s in seen):
                         report.defects.append(("network", "requested " + url))
                 report.info = {k: result.get(k) for k in ("width", "column", "mathjax")}
+                if api_page and not result.get("api_entries"):
+                    report.defects.append(
+                        ("empty-api-page", "no documented object (did autodoc import the module?)")
+                    )
                 if screenshots is not None:
                     screenshots.mkdir(parents=True, exist_ok=True)
                     name = rel.replace("/", "__").removesuffix(".html") + ".png"
@@ -314,6 +365,14 @@ def check_notebooks(folder: Path, max_columns: int = MAX_TEXT_COLUMNS) -> list[P
     return reports
 
 
+def check_required_pages(html: Path) -> list[PageReport]:
+    """A whole book (a folder with intro.html) must have the API reference and the changelog."""
+    if not (html.is_dir() and (html / "intro.html").is_file()):
+        return []
+    missing = [page for page in REQUIRED_PAGES if not (html / page).is_file()]
+    return [PageReport("(book)", [("missing-page", page) for page in missing])] if missing else []
+
+
 def pages_of(html_dir: Path) -> list[Path]:
     skip = {"genindex.html", "search.html"}
     return sorted(
@@ -339,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if not pages:
         print(f"check_pages: no HTML pages under {html} (build the book first)", file=sys.stderr)
         return 1
+    reports += check_required_pages(html)
     if find_browser() is None:
         msg = (
             "check_pages: Chromium or chromedriver not found "

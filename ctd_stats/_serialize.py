@@ -42,6 +42,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._validation import plain
 from ._version import __version__
 
 __all__ = ["SCHEMA_VERSION", "JSONSerializable", "array_sha256", "exact_eq"]
@@ -91,7 +92,7 @@ def _written(kind: str) -> str:
 
 def _register(cls: type[JSONSerializable], kind: str) -> None:
     if "." not in kind or kind.startswith(".") or kind.endswith("."):
-        raise TypeError(f"kind: expected a qualified name like 'ctd_stats.X', got {kind!r}")
+        raise TypeError(f"kind: expected a qualified name like 'ctd_stats.X', got {plain(kind)}")
     claimed = _REGISTRY.get(kind)
     if claimed is not None and (claimed.__module__, claimed.__qualname__) != (
         cls.__module__,
@@ -151,7 +152,7 @@ def _decode(value: Any) -> Any:
     ((tag, body),) = value.items()
     if tag == "__float__":
         if body not in ("nan", "inf", "-inf"):
-            raise ValueError(f"text: malformed payload (unknown float {body!r})")
+            raise ValueError(f"text: malformed payload (unknown float {plain(body)})")
         return float(body)
     if tag == "__ndarray__":
         dtype = np.dtype(body["dtype"])
@@ -165,13 +166,13 @@ def _decode(value: Any) -> Any:
         return {str(k): _decode(v) for k, v in body.items()}
     if tag == "__result__":
         return _build(body["kind"], body["fields"])
-    raise ValueError(f"text: malformed payload (unknown tag {tag!r})")
+    raise ValueError(f"text: malformed payload (unknown tag {plain(tag)})")
 
 
 def _build(kind: str, fields: Any) -> JSONSerializable:
     cls = _REGISTRY.get(_qualified(kind)) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"text: unknown result kind {kind!r}")
+        raise ValueError(f"text: unknown result kind {plain(kind)}")
     if not isinstance(fields, dict):
         raise ValueError(f"text: malformed payload (fields of {kind} are not an object)")
     init = [f for f in dataclasses.fields(cls) if f.init]
@@ -293,11 +294,7 @@ class JSONSerializable:
         return cls(**fields)
 
     def _fields_json(self) -> dict[str, Any]:
-        return {
-            f.name: _encode(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.init
-        }
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
 
     # Public ------------------------------------------------------------------
     def to_json(self) -> str:
@@ -318,15 +315,18 @@ class JSONSerializable:
         return json.dumps(payload, allow_nan=False)
 
     @classmethod
-    def from_json(cls: type[T], text: str) -> T:
+    def from_json(cls: type[T], text: str | bytes | bytearray) -> T:
         """Rebuild the object written by :meth:`to_json`.
 
-        Raises ``ValueError`` (message starting with ``text:``) for malformed JSON, a payload
-        that is not this kind, an unknown schema version, or a checksum mismatch (an edited
-        file); ``TypeError`` if ``text`` is not a string.
+        ``text`` is the JSON as a ``str``, or as UTF-8 ``bytes`` / ``bytearray`` (what
+        ``Path.read_bytes()`` returns), as :func:`json.loads` accepts.
+
+        Raises ``ValueError`` (message starting with ``text:``) for malformed JSON or bytes that
+        are not UTF-8, a payload that is not this kind, an unknown schema version, or a checksum
+        mismatch (an edited file); ``TypeError`` if ``text`` is neither a string nor bytes.
         """
         if not isinstance(text, (str, bytes, bytearray)):
-            raise TypeError(f"text: expected a JSON string, got {type(text).__name__}")
+            raise TypeError(f"text: expected a JSON string or bytes, got {type(text).__name__}")
         try:
             payload = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -336,7 +336,7 @@ class JSONSerializable:
         version = payload.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(
-                f"text: unknown schema_version {version!r}; this ctd_stats "
+                f"text: unknown schema_version {plain(version)}; this ctd_stats "
                 f"{_package_version()} reads version {SCHEMA_VERSION}"
             )
         missing = [k for k in (*_HEADER_KEYS, "checksum") if k not in payload]
@@ -358,6 +358,6 @@ class JSONSerializable:
                 raise
             raise ValueError(f"text: malformed payload ({exc})") from None
         except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"text: malformed payload ({exc!r})") from None
+            raise ValueError(f"text: malformed payload ({plain(exc)})") from None
         assert isinstance(obj, cls)
         return obj

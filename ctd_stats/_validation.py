@@ -60,9 +60,9 @@ def as_float_array(
     if finite and np.isinf(arr).any():
         raise ValueError(f"{name}: contains infinite values")
     if low is not None and arr.size and arr.min() < low:
-        raise ValueError(f"{name}: values must be >= {low}, found {arr.min()!r}")
+        raise ValueError(f"{name}: values must be >= {plain(low)}, found {plain(arr.min())}")
     if high is not None and arr.size and arr.max() > high:
-        raise ValueError(f"{name}: values must be <= {high}, found {arr.max()!r}")
+        raise ValueError(f"{name}: values must be <= {plain(high)}, found {plain(arr.max())}")
     return arr
 
 
@@ -87,9 +87,11 @@ def as_int_array(
     if raw.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
         raise ValueError(f"{name}: expected integer counts, found non-integer values")
     if low is not None and arr.size and arr.min() < low:
-        raise ValueError(f"{name}: values must be >= {low}, found {_as_int_repr(arr.min())}")
+        raise ValueError(f"{name}: values must be >= {plain(low)}, found {_as_int_repr(arr.min())}")
     if high is not None and arr.size and arr.max() > high:
-        raise ValueError(f"{name}: values must be <= {high}, found {_as_int_repr(arr.max())}")
+        raise ValueError(
+            f"{name}: values must be <= {plain(high)}, found {_as_int_repr(arr.max())}"
+        )
     if raw.dtype.kind == "u" and raw.size and raw.max() > _INT64_MAX:
         raise ValueError(f"{name}: values must fit in a 64-bit integer")
     if raw.dtype.kind in "iub":
@@ -120,12 +122,23 @@ def _int_array_fast(
         return raw.astype(np.int64)
     lo, hi = int(raw.min()), int(raw.max())
     if low is not None and lo < low:
-        raise ValueError(f"{name}: values must be >= {low}, found {lo}")
+        raise ValueError(f"{name}: values must be >= {plain(low)}, found {lo}")
     if high is not None and hi > high:
-        raise ValueError(f"{name}: values must be <= {high}, found {hi}")
+        raise ValueError(f"{name}: values must be <= {plain(high)}, found {hi}")
     if hi > _INT64_MAX:
         raise ValueError(f"{name}: values must fit in a 64-bit integer")
     return raw.astype(np.int64)
+
+
+def plain(value: Any) -> str:
+    """A value as an error message shows it: ``2.0``, not ``np.float64(2.0)`` (numpy >= 2 reprs).
+
+    numpy scalars become the Python number (or string, bool) they hold; everything else is its
+    ``repr``.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 def _as_int_repr(v: np.float64) -> str:
@@ -137,7 +150,7 @@ def as_binary_array(value: ArrayLike, name: str, *, ndim: int | tuple[int, ...] 
     arr = as_float_array(value, name, ndim=ndim)
     if not np.all((arr == 0) | (arr == 1)):
         bad = arr[(arr != 0) & (arr != 1)][0]
-        raise ValueError(f"{name}: values must be 0 or 1, found {bad!r}")
+        raise ValueError(f"{name}: values must be 0 or 1, found {plain(bad)}")
     return arr.astype(np.int64)
 
 
@@ -149,7 +162,7 @@ def check_level(value: float, name: str, *, closed_right: bool = False) -> float
     upper_ok = v <= 1.0 if closed_right else v < 1.0
     if math.isnan(v) or not (v > 0.0 and upper_ok):
         interval = "(0, 1]" if closed_right else "(0, 1)"
-        raise ValueError(f"{name}: must lie in {interval}, got {value!r}")
+        raise ValueError(f"{name}: must lie in {interval}, got {plain(value)}")
     return v
 
 
@@ -174,7 +187,7 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
 
 def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}: must be one of {sorted(choices)}, got {value!r}")
+        raise ValueError(f"{name}: must be one of {sorted(choices)}, got {plain(value)}")
     return value
 
 
@@ -205,10 +218,10 @@ def check_grid(grid: ArrayLike, name: str = "grid", *, finite: bool = True) -> F
 def check_positive_finite(value: Any, name: str) -> float:
     """A positive finite real number, such as a regularisation constant ``C``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+        raise ValueError(f"{name}: must be a positive finite number, got {plain(value)}")
     v = float(value)
     if not (v > 0.0 and math.isfinite(v)):
-        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+        raise ValueError(f"{name}: must be a positive finite number, got {plain(value)}")
     return v
 
 

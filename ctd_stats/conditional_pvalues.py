@@ -36,6 +36,29 @@ def where_iv(where: ArrayLike, shape: tuple[int, ...]) -> BoolArray:
     return mask
 
 
+def counts_sizes_iv(counts: ArrayLike, n: ArrayLike) -> tuple[IntArray, IntArray]:
+    """Integer counts (m,) or (n_risks, m), ≥ 0, and their sample sizes (:func:`sizes_iv`).
+
+    Counts and sizes from :func:`ctd_stats.risks.conditional_risk` (int64 arrays of one shape)
+    are checked in two reductions and copied; anything else, or any failure, takes the general
+    path, which gives the same arrays and names the faulty argument.
+    """
+    if (
+        isinstance(counts, np.ndarray)
+        and isinstance(n, np.ndarray)
+        and counts.dtype == np.int64
+        and n.dtype == np.int64
+        and counts.shape == n.shape
+        and counts.ndim in (1, 2)
+        and counts.size
+        and counts.min() >= 0
+        and not (counts > n).any()  # hence n ≥ counts ≥ 0 everywhere
+    ):
+        return counts.astype(np.int64), n.astype(np.int64)  # copies, as the general path
+    k = as_int_array(counts, "counts", ndim=(1, 2), low=0)
+    return k, sizes_iv(n, k)
+
+
 def sizes_iv(n: ArrayLike, k: IntArray) -> IntArray:
     """Per-grid-point sample sizes: integers ≥ 0 broadcastable to ``counts``, each ≥ its count."""
     sizes = as_int_array(n, "n", ndim=(0, 1, 2), low=0)

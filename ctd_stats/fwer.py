@@ -20,7 +20,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._repr import result_repr
-from ._validation import as_float_array, as_int_array, check_choice, check_level, check_positive_int
+from ._validation import (
+    as_float_array,
+    as_int_array,
+    check_choice,
+    check_level,
+    check_positive_int,
+    plain,
+)
 from .typing import BoolArray, FloatArray, IntArray
 
 __all__ = [
@@ -309,7 +316,7 @@ def fallback(
     if w.size != idx.size:
         raise ValueError(f"weights: length {w.size} does not match order (length {idx.size})")
     if not _sums_at_most_one(w):
-        raise ValueError(f"weights: must sum to at most 1, got {w.sum()!r}")
+        raise ValueError(f"weights: must sum to at most 1, got {plain(w.sum())}")
     return _fallback(p, delta, idx, w)
 
 
@@ -336,7 +343,7 @@ def graphical(
     if g.shape != (m, m):
         raise ValueError(f"transitions: expected shape {(m, m)}, got {g.shape}")
     if not _sums_at_most_one(w):
-        raise ValueError(f"weights: must sum to at most 1, got {w.sum()!r}")
+        raise ValueError(f"weights: must sum to at most 1, got {plain(w.sum())}")
     if np.any(np.diag(g) != 0) or not _sums_at_most_one(g):
         raise ValueError("transitions: diagonal must be 0 and row sums at most 1")
     rejected = _graphical(p, delta, w, g)
@@ -442,7 +449,7 @@ def order_iv(order: Order | None, procedure: str, m: int) -> IntArray | None:
     if order is None:
         if procedure in ("fixed_sequence", "fallback"):
             raise ValueError(
-                f"order: required for procedure={procedure!r} "
+                f"order: required for procedure={plain(procedure)} "
                 "(give 'ascending', 'descending' or the testing order as indices)"
             )
         return None

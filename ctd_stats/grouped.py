@@ -31,23 +31,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._repr import result_repr
-from ._serialize import JSONSerializable, array_sha256, exact_eq
+from ._grouped_result import GroupedLTTResult, GroupLabel, Reasons
+from ._serialize import array_sha256
 from ._validation import (
     as_float_array,
     as_int_array,
     check_choice,
     check_grid,
     check_level,
+    plain,
 )
 from .fwer import PROCEDURES, Order, Procedure, check_strict, fwer_kernel, order_iv
-from .ltt import RULES, Rule
+from .ltt import first_level
 from .pvalues import (
     METHODS,
     PValueMethod,
@@ -63,6 +63,7 @@ __all__ = [
     "GROUP_MODES",
     "Correction",
     "GroupCounts",
+    "GroupLabel",
     "GroupMode",
     "GroupedLTTResult",
     "group_counts_above",
@@ -73,24 +74,21 @@ GroupMode = Literal["per_group", "simultaneous", "shared"]
 GROUP_MODES: Final[tuple[str, ...]] = ("per_group", "simultaneous", "shared")
 Correction = Literal["bonferroni", "sidak"]
 CORRECTIONS: Final[tuple[str, ...]] = ("bonferroni", "sidak")
-Label = int | str
-_CORRECTION_TEXT: Final[dict[str, str]] = {
-    "bonferroni": "Bonferroni delta/G",
-    "sidak": "Sidak 1 - (1 - delta)^(1/G): disjoint independent groups, given the group sizes",
-}
 Caps = float | Mapping[Any, float] | Sequence[float] | ArrayLike
 
 
 class GroupCounts(NamedTuple):
     """Per-group counts of a threshold rule: ``counts[g, j]`` of the ``n[g]`` rows of group g."""
 
-    groups: tuple[Label, ...]
+    groups: tuple[GroupLabel, ...]
     counts: IntArray
     n: IntArray
 
 
 # --------------------------------------------------------------------------- validation
-def group_labels(groups: ArrayLike, name: str = "groups") -> tuple[tuple[Label, ...], IntArray]:
+def group_labels(
+    groups: ArrayLike, name: str = "groups"
+) -> tuple[tuple[GroupLabel, ...], IntArray]:
     """Sorted distinct labels (ints or non-empty strings) and each row's index into them."""
     try:
         arr = np.asarray(groups)
@@ -125,16 +123,16 @@ def group_labels(groups: ArrayLike, name: str = "groups") -> tuple[tuple[Label, 
     return tuple(labels.tolist()), inverse.astype(np.int64).ravel()
 
 
-def _caps_iv(alpha: Caps, labels: tuple[Label, ...], name: str) -> FloatArray:
+def caps_iv(alpha: Caps, labels: tuple[GroupLabel, ...], name: str) -> FloatArray:
     """One cap per group, in the order of ``labels``: a number, a mapping or a sequence."""
     if isinstance(alpha, Mapping):
         keys = list(alpha)
         unknown = [k for k in keys if k not in labels]
         if unknown:
-            raise ValueError(f"{name}: group {unknown[0]!r} has no calibration rows")
+            raise ValueError(f"{name}: group {plain(unknown[0])} has no calibration rows")
         missing = [g for g in labels if g not in alpha]
         if missing:
-            raise ValueError(f"{name}: no cap for group {missing[0]!r}, which has rows")
+            raise ValueError(f"{name}: no cap for group {plain(missing[0])}, which has rows")
         caps = [alpha[g] for g in labels]
     else:
         arr = as_float_array(alpha, name, ndim=(0, 1))
@@ -157,198 +155,6 @@ def _group_delta(delta: float, n_groups: int, mode: str, correction: str) -> flo
     if correction == "bonferroni":
         return delta / n_groups
     return -math.expm1(math.log1p(-delta) / n_groups)  # Šidák 1 − (1 − δ)^{1/G}
-
-
-def _first_level(delta: float, procedure: str, m: int, idx: IntArray | None) -> float:
-    """Level of the first possible rejection: δ, or δ split by Bonferroni / Holm / fallback."""
-    if procedure == "fixed_sequence":
-        return delta
-    if procedure == "fallback":
-        assert idx is not None
-        return delta / idx.size
-    return delta / m
-
-
-# --------------------------------------------------------------------------- result
-@exact_eq
-@dataclass(frozen=True, repr=False)
-class GroupedLTTResult(JSONSerializable, kind="ctd_stats.GroupedLTTResult"):
-    """Certified grid points per group (or one shared set) of a grouped Learn-then-Test.
-
-    Attributes
-    ----------
-    groups
-        The group labels, in the result's group order (every per-group array follows it).
-    mode, correction
-        ``"per_group"``, ``"simultaneous"`` (with ``correction`` ``"bonferroni"`` or
-        ``"sidak"``) or ``"shared"``; ``correction`` is ``None`` outside simultaneous.
-    found, certified, indices
-        Per group: anything certified, the mask over the grid (G, m), the certified indices
-        in rejection order. In shared mode every group holds the shared set.
-    pvalues
-        Per-group binomial (or ``method``) p-values, shape (G, m), at each group's cap.
-    alpha, delta, group_delta
-        Caps (G,), the overall δ and the level each group was tested at (δ, δ/G or Šidák;
-        δ in shared mode).
-    n, sample_sizes
-        Rows per group (G,); per grid point sizes (G, m) when given, else ``None``.
-    min_n
-        Per group, the smallest size at which zero losses would certify a point at its cap
-        and level (−1 when not computable: ``wsr``).
-    reason
-        Per group, why nothing was certified (``None`` where found).
-    overall_alpha, shared_pvalues, overall_pvalues
-        Shared mode: the overall budget (``None``: caps only), the intersection–union p-value
-        max(p_all, max_g p_g) (m,), and p_all (m,) (``None`` without an overall budget).
-    """
-
-    groups: tuple[Label, ...]
-    mode: str
-    correction: str | None
-    found: BoolArray
-    certified: BoolArray
-    indices: tuple[IntArray, ...]
-    pvalues: FloatArray
-    alpha: FloatArray
-    delta: float
-    group_delta: float
-    method: str
-    procedure: str
-    strict: bool
-    order: IntArray | None
-    n: IntArray
-    min_n: IntArray
-    reason: tuple[str | None, ...]
-    calibration_sha256: str
-    sample_sizes: IntArray | None = None
-    overall_alpha: float | None = None
-    shared_pvalues: FloatArray | None = None
-    overall_pvalues: FloatArray | None = None
-
-    def group_index(self, group: Label | np.integer[Any]) -> int:
-        """Position of ``group`` in :attr:`groups`; ``ValueError`` naming ``group`` if unknown."""
-        for i, g in enumerate(self.groups):
-            same_kind = type(g) is type(group) or (
-                isinstance(group, np.integer) and isinstance(g, int)
-            )
-            if same_kind and g == group:
-                return i
-        raise ValueError(f"group: {group!r} is not one of the calibrated groups {self.groups}")
-
-    def select_index(
-        self, group: Label | None = None, *, rule: Rule = "most_aggressive"
-    ) -> int | None:
-        """The certified grid index of ``group`` chosen by ``rule`` (``None``: none certified).
-
-        In shared mode ``group`` may be omitted (every group has the shared set).
-        """
-        check_choice(rule, "rule", RULES)
-        if group is None:
-            if self.mode != "shared":
-                raise ValueError(f"group: required with mode={self.mode!r} (one set per group)")
-            i = 0
-        else:
-            i = self.group_index(group)
-        if not self.found[i]:
-            return None
-        if self.order is None:
-            raise ValueError(
-                f"rule: procedure={self.procedure!r} was run without order=, so aggressiveness "
-                "is undefined; pass order="
-            )
-        ranked = self.order[self.certified[i][self.order]]
-        return int(ranked[-1] if rule == "most_aggressive" else ranked[0])
-
-    def select(
-        self, grid: ArrayLike, *, group: Label | None = None, rule: Rule = "most_aggressive"
-    ) -> float | None:
-        """``grid[select_index(group, rule=rule)]``, or ``None`` if nothing was certified."""
-        g = as_float_array(grid, "grid", ndim=1, finite=False)
-        if g.size != self.certified.shape[1]:
-            raise ValueError(
-                f"grid: expected {self.certified.shape[1]} values (one per grid point), "
-                f"got {g.size}"
-            )
-        index = self.select_index(group, rule=rule)
-        return None if index is None else float(g[index])
-
-    def thresholds(
-        self, grid: ArrayLike, *, rule: Rule = "most_aggressive"
-    ) -> dict[Label, float | None]:
-        """``{group: select(grid, group=group, rule=rule)}`` for every group."""
-        return {g: self.select(grid, group=g, rule=rule) for g in self.groups}
-
-    def __repr__(self) -> str:
-        shared = self.mode == "shared"
-        head = f"mode={self.mode!r}, groups={len(self.groups)}, " + (
-            f"found={bool(self.found[0])}, n_certified={self.indices[0].size}"
-            if shared
-            else f"found={int(self.found.sum())}/{len(self.groups)}"
-        )
-        lines: list[tuple[str, Any]] = []
-        if not self.found.all():
-            first = int(np.argmin(self.found))
-            lines.append(("reason", self.reason[first]))
-        lines += [
-            ("groups", self.groups),
-            ("n", self.n),
-            ("min_n", self.min_n),
-            ("alpha", self.alpha),
-            ("overall_alpha", self.overall_alpha),
-            ("delta", self.delta),
-            ("group_delta", None if shared else self.group_delta),
-            ("correction", self.correction),
-            ("method", self.method),
-            ("procedure", self.procedure + (" (strict)" if self.strict else "")),
-            ("found", None if shared else self.found),
-            ("n_certified", np.array([i.size for i in self.indices])),
-        ]
-        return result_repr(self, head, lines)
-
-    def _json_meta(self) -> dict[str, Any]:
-        caps = ", ".join(
-            f"{g!r}: {float(a)!r}" for g, a in zip(self.groups, self.alpha, strict=True)
-        )
-        common = f"{self.procedure} FWER control of {self.method} p-values"
-        if self.mode == "per_group":
-            text = (
-                f"Per group (Mondrian Learn-then-Test): for EACH group g separately, with "
-                f"probability at least 1 - {self.delta!r} over that group's calibration rows, "
-                f"every grid point certified for g has group risk <= its cap ({{{caps}}}), by "
-                f"{common} on the group's rows alone. Not simultaneous over groups."
-            )
-        elif self.mode == "simultaneous":
-            text = (
-                f"Simultaneous over groups: with probability at least 1 - {self.delta!r}, for "
-                f"every group g at once, every grid point certified for g has group risk <= its "
-                f"cap ({{{caps}}}); each group tested at {self.group_delta!r} "
-                f"({_CORRECTION_TEXT[str(self.correction)]}), by {common}."
-            )
-        else:
-            overall = "" if self.overall_alpha is None else f"<= {self.overall_alpha!r} and "
-            text = (
-                f"One shared threshold (intersection-union): with probability at least "
-                f"1 - {self.delta!r}, every certified grid point has overall risk {overall}"
-                f"every group's risk <= its cap ({{{caps}}}), by {common} of "
-                "max(p_overall, max_g p_g), no correction."
-            )
-        return {
-            "guarantee": text,
-            "n": int(self.n.sum()),
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {
-                "mode": self.mode,
-                "groups": list(self.groups),
-                "alpha": [float(a) for a in self.alpha],
-                "overall_alpha": self.overall_alpha,
-                "delta": self.delta,
-                "group_delta": self.group_delta,
-                "correction": self.correction,
-                "method": self.method,
-                "procedure": self.procedure,
-                "strict": self.strict,
-            },
-        }
 
 
 # --------------------------------------------------------------------------- counting
@@ -478,7 +284,7 @@ def learn_then_test_grouped(
     if (losses is None) == (counts is None):
         raise ValueError("losses: give exactly one of losses (with groups) or counts (with n)")
     if mode != "shared" and overall_alpha is not None:
-        raise ValueError(f"overall_alpha: only used with mode='shared', not {mode!r}")
+        raise ValueError(f"overall_alpha: only used with mode='shared', not {plain(mode)}")
     total_alpha = None if overall_alpha is None else check_level(overall_alpha, "overall_alpha")
 
     x: FloatArray | BoolArray | None = None
@@ -516,10 +322,10 @@ def learn_then_test_grouped(
         rows = None
         source = np.concatenate([k.ravel(), (group_n if sizes is None else sizes).ravel()])
     n_groups, m = k.shape
-    caps = _caps_iv(alpha, labels, "alpha")
+    caps = caps_iv(alpha, labels, "alpha")
     idx = order_iv(order, procedure, m)
     if idx is not None and procedure in ("holm", "bonferroni") and idx.size != m:
-        raise ValueError(f"order: must list every grid index once for procedure={procedure!r}")
+        raise ValueError(f"order: must list every grid index once for procedure={plain(procedure)}")
 
     # Kernels only from here on: every input is validated.
     level = _group_delta(delta, n_groups, mode, correction)
@@ -545,7 +351,7 @@ def learn_then_test_grouped(
         certified = np.stack([fw.rejected for fw in per_group])
         indices = tuple(fw.indices for fw in per_group)
     found = np.array([i.size > 0 for i in indices], dtype=bool)
-    first = _first_level(level, procedure, m, idx)
+    first = first_level(level, procedure, m, idx)
     needed: dict[float, int] = {}
     for a in caps.tolist():
         if a not in needed:
@@ -553,7 +359,7 @@ def learn_then_test_grouped(
             needed[a] = -1 if v is None else v
     min_n = np.array([needed[a] for a in caps.tolist()], dtype=np.int64)
     most = group_n if sizes is None else sizes.max(axis=1)
-    why = _Why(labels, caps, level, first, method, procedure, idx, strict)
+    why = Reasons(labels, caps, level, first, method, procedure, idx, strict)
     if mode == "shared":
         reason_all = None if found[0] else why.shared(p, overall_p, total_alpha, min_n, most)
         reasons = tuple(reason_all for _ in labels)
@@ -621,7 +427,7 @@ def _overall_pvalues(
     return from_counts(k.sum(axis=0), total, alpha, method)
 
 
-def _row_labels(groups: ArrayLike | None, n_rows: int) -> tuple[Label, ...]:
+def _row_labels(groups: ArrayLike | None, n_rows: int) -> tuple[GroupLabel, ...]:
     """Labels of the rows of ``counts``, distinct, in the order given."""
     if groups is None:
         return tuple(range(n_rows))
@@ -660,69 +466,3 @@ def _sizes_iv(n: int | ArrayLike, k: IntArray) -> tuple[IntArray, IntArray | Non
             f"its n = {int(np.broadcast_to(full, k.shape)[g, j])}"
         )
     return group_n, sizes
-
-
-@dataclass(frozen=True)
-class _Why:
-    """Reasons for an empty certified set, per group or for the shared threshold."""
-
-    labels: tuple[Label, ...]
-    caps: FloatArray
-    level: float
-    first: float
-    method: str
-    procedure: str
-    idx: IntArray | None
-    strict: bool
-
-    def _rule(self) -> str:
-        op = "<" if self.strict else "<="
-        return f"{self.method} p-value {op} {self.first:.4g} under {self.procedure}"
-
-    def group(self, g: int, p: FloatArray, min_n: int, n: int) -> str:
-        name = f"group {self.labels[g]!r} (alpha = {float(self.caps[g]):.4g})"
-        if 0 <= n < min_n:
-            return (
-                f"{name}: too few calibration points: even with no losses at all, n >= {min_n} "
-                f"is needed to certify anything (n = {n}; {self._rule()})"
-            )
-        if self.procedure == "fixed_sequence":
-            assert self.idx is not None
-            j = int(self.idx[0])
-            return (
-                f"{name}: the first grid point tested (index {j}) has p-value {p[j]:.4g}, not "
-                f"{'<' if self.strict else '<='} {self.level:.4g}: its risk is not shown to be "
-                "<= the cap, so testing stopped"
-            )
-        return f"{name}: no p-value is small enough: the smallest is {p.min():.4g} ({self._rule()})"
-
-    def shared(
-        self,
-        p: FloatArray,
-        overall_p: FloatArray | None,
-        overall_alpha: float | None,
-        min_n: IntArray,
-        n: IntArray,
-    ) -> str:
-        short = [g for g in range(len(self.labels)) if 0 <= n[g] < min_n[g]]
-        if short:
-            g = short[0]
-            return (
-                f"shared threshold: group {self.labels[g]!r} is too small for its cap "
-                f"{float(self.caps[g]):.4g}: even with no losses, n >= {int(min_n[g])} is needed "
-                f"(n = {int(n[g])}; {self._rule()}); the max over groups never gets there"
-            )
-        j = int(self.idx[0]) if self.idx is not None else int(p.max(axis=0).argmin())
-        g = int(p[:, j].argmax())
-        blocker, value = f"group {self.labels[g]!r}", float(p[g, j])
-        if overall_p is not None and overall_p[j] > value:
-            blocker, value = f"the overall budget {overall_alpha!r}", float(overall_p[j])
-        where = (
-            "the first grid point tested"
-            if self.procedure == "fixed_sequence"
-            else ("the most favourable grid point")
-        )
-        return (
-            f"shared threshold: at {where} (index {j}) the largest p-value is {value:.4g}, "
-            f"from {blocker}, not {'<' if self.strict else '<='} {self.first:.4g}"
-        )

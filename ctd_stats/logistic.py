@@ -51,7 +51,7 @@ def fit_logistic_l2(
 ) -> LogisticFit:
     """L2-penalised logistic regression (see the module docstring for the objective).
 
-    Stops when max |∇| < ``tol``·max(1, C·n) or a Newton step no longer moves the parameters.
+    Stops when ``max |∇|`` < ``tol``·max(1, C·n) or a Newton step no longer moves the parameters.
     Raises ``ValueError`` when ``y`` is not 0/1, has one class only, or does not match ``x``;
     ``C`` must be a positive finite number.
     """

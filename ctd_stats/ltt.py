@@ -13,212 +13,44 @@ risks at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, cast, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._repr import result_repr
-from ._serialize import JSONSerializable, array_sha256, exact_eq
+from ._ltt_result import RULES, LTTResult, Rule, why_none
+from ._ltt_result import first_level as first_level
+from ._serialize import array_sha256
 from ._validation import (
     as_float_array,
-    as_int_array,
     check_choice,
     check_int_seed,
     check_level,
     check_levels,
+    plain,
 )
-from .conditional_pvalues import count_pvalues, risk_pvalues, sizes_iv, too_few_reason, where_iv
-from .fwer import PROCEDURES, Order, check_strict, fwer_kernel, order_iv, resolve_order
-from .pvalues import METHODS, PValueMethod, check_binary, counts_iv, min_n_for_zero_losses
+from .conditional_pvalues import count_pvalues, counts_sizes_iv, risk_pvalues, where_iv
+from .fwer import PROCEDURES, Order, Procedure, check_strict, fwer_kernel, order_iv, resolve_order
+from .pvalues import METHODS, PValueMethod, check_binary, counts_iv
 from .splits import split_indices
 from .typing import BoolArray, FloatArray, IntArray
 
+if TYPE_CHECKING:  # ctd_stats.grouped imports this module: its names are imported when used
+    from ._grouped_result import GroupedLTTResult
+    from .grouped import Correction, GroupMode
+
 __all__ = ["LTT_PROCEDURES", "RULES", "LTTProcedure", "LTTResult", "Rule", "learn_then_test"]
 
-Rule = Literal["most_aggressive", "least_aggressive"]
-RULES: Final[tuple[str, ...]] = ("most_aggressive", "least_aggressive")
 LTTProcedure = Literal["bonferroni", "holm", "fixed_sequence", "fallback", "split_fixed_sequence"]
 #: The FWER procedures of :mod:`ctd_stats.fwer` plus the split fixed sequence, which learns its
 #: order on part of the rows and tests on the rest (it needs the rows, so only with ``losses``).
 LTT_PROCEDURES: Final[tuple[str, ...]] = (*PROCEDURES, "split_fixed_sequence")
+#: One cap per group with ``groups``: a number, a mapping group -> cap, or a sequence.
+_Caps = float | Mapping[Any, float] | ArrayLike
 
 
-class _HashOnRead:
-    """A ``calibration_sha256`` field given the data and hashed when first read, then cached.
-
-    Hashing costs as much as a whole calibration on counts, and only serialisation reads it.
-    Set with a hex digest (``from_json``) or with an array the result owns (not the caller's).
-    """
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._slot = "_" + name
-
-    def __get__(self, obj: object, objtype: type | None = None) -> str:
-        if obj is None:
-            raise AttributeError(self._slot)  # no default for the dataclass field
-        value: str | NDArray[Any] | tuple[NDArray[Any], ...] = obj.__dict__[self._slot]
-        if isinstance(value, tuple):  # arrays hashed as one: concatenated when first read
-            value = np.concatenate([a.ravel() for a in value])
-        if not isinstance(value, str):
-            value = array_sha256(value)
-            obj.__dict__[self._slot] = value
-        return value
-
-    def __set__(self, obj: object, value: str | NDArray[Any] | tuple[NDArray[Any], ...]) -> None:
-        obj.__dict__[self._slot] = value
-
-
-@exact_eq
-@dataclass(frozen=True, repr=False)
-class LTTResult(JSONSerializable, kind="ctd_stats.LTTResult"):
-    """Certified parameters of a Learn-then-Test calibration.
-
-    Guarantee: with probability at least ``1 - delta`` over the calibration data, every grid
-    point in ``certified`` has true risk ≤ ``alpha[r]`` for every risk r (LTT paper, Thm. 1).
-
-    Attributes
-    ----------
-    found
-        Whether at least one grid point was certified.
-    certified
-        Boolean mask over the grid.
-    indices
-        Certified grid indices, in the order the FWER procedure rejected them.
-    pvalues
-        Combined p-value per grid point (max over risks), shape (m,).
-    risk_pvalues
-        Per-risk p-values, shape (n_risks, m).
-    order
-        The testing order, most conservative grid point first; it defines *aggressiveness* for
-        :meth:`select` (later in the order = more aggressive). ``None`` when a non-sequential
-        procedure (Holm, Bonferroni) was run without an ``order``.
-    alpha, delta, method, procedure, strict, n
-        The settings used (``alpha`` has one entry per risk).
-    calibration_sha256
-        :func:`ctd_stats._serialize.array_sha256` of the float losses, or of the integer counts
-        (given, or counted from boolean losses: they determine every p-value). Computed when
-        first read (it costs as much as a whole calibration on counts) and then cached.
-    reason
-        Why nothing was certified (``None`` when found).
-    min_n
-        When nothing was certified: the smallest calibration size at which the most favourable
-        outcome (no losses at all) would certify a point at this ``alpha`` / ``delta`` with this
-        method and procedure; ``None`` when found or not computable (``wsr``). With one
-        sample size per grid point: the n_j a single grid point needs.
-    sample_sizes
-        Per-risk, per-grid-point sample sizes n_j, shape (n_risks, m), when they vary (``n``
-        given as an array, or ``where``); ``None`` when every grid point uses all ``n`` rows.
-    n_opt
-        Rows spent on learning the order (``"split_fixed_sequence"``; ``n`` rows were tested).
-    """
-
-    found: bool
-    certified: BoolArray
-    indices: IntArray
-    pvalues: FloatArray
-    risk_pvalues: FloatArray
-    order: IntArray | None
-    alpha: FloatArray
-    delta: float
-    method: str
-    procedure: str
-    strict: bool
-    n: int
-    calibration_sha256: _HashOnRead = _HashOnRead()
-    reason: str | None = None
-    min_n: int | None = None
-    sample_sizes: IntArray | None = None
-    n_opt: int = 0
-
-    def select_index(self, rule: Rule = "most_aggressive") -> int | None:
-        """The certified grid index chosen by ``rule``, or ``None`` if nothing was certified.
-
-        ``"most_aggressive"`` is the certified point latest in :attr:`order` (for a fixed
-        sequence, the last one rejected); ``"least_aggressive"`` the earliest. Every certified
-        point carries the same guarantee, so the rule is a choice of utility, not of validity.
-        """
-        check_choice(rule, "rule", RULES)
-        if not self.found:
-            return None
-        if self.order is None:
-            raise ValueError(
-                f"rule: procedure={self.procedure!r} was run without order=, so aggressiveness "
-                "is undefined; pass order= to learn_then_test"
-            )
-        ranked = self.order[self.certified[self.order]]  # certified, in testing order
-        return int(ranked[-1] if rule == "most_aggressive" else ranked[0])
-
-    def select(self, grid: ArrayLike, *, rule: Rule = "most_aggressive") -> float | None:
-        """``grid[select_index(rule)]``: the chosen threshold, or ``None`` if none certified.
-
-        >>> import numpy as np
-        >>> grid = np.linspace(0, 1, 11)
-        >>> res = learn_then_test(counts=[500 - 50 * i for i in range(11)], n=500,
-        ...                       alpha=0.3, delta=0.1, order="descending")
-        >>> res.select(grid, rule="most_aggressive")
-        0.8
-        """
-        g = as_float_array(grid, "grid", ndim=1, finite=False)
-        if g.size != self.certified.size:
-            raise ValueError(
-                f"grid: expected {self.certified.size} values (one per grid point), got {g.size}"
-            )
-        index = self.select_index(rule)
-        return None if index is None else float(g[index])
-
-    def __repr__(self) -> str:
-        head = f"found={self.found}, n_certified={self.indices.size}"
-        lines: list[tuple[str, Any]] = []
-        if not self.found:
-            lines += [("reason", self.reason), ("min_n", self.min_n)]
-        lines += [
-            ("alpha", self.alpha if self.alpha.size > 1 else float(self.alpha[0])),
-            ("delta", self.delta),
-            ("n", self.n),
-            ("sample_sizes", self.sample_sizes),
-            ("n_opt", self.n_opt or None),
-            ("method", self.method),
-            ("procedure", self.procedure + (" (strict)" if self.strict else "")),
-            ("indices", self.indices),
-            ("certified", self.certified),
-            ("pvalues", self.pvalues),
-            ("order", self.order),
-        ]
-        return result_repr("LTTResult", head, lines)
-
-    def _json_meta(self) -> dict[str, Any]:
-        levels = ", ".join(repr(float(a)) for a in self.alpha)
-        sizes = (
-            ""
-            if self.sample_sizes is None
-            else " (conditional risks: each grid point's p-value uses its own sample size)"
-        )
-        split = (
-            ""
-            if self.n_opt == 0
-            else f" (testing order learned on {self.n_opt} other calibration points)"
-        )
-        return {
-            "guarantee": (
-                f"Learn-then-Test: with probability at least 1 - {self.delta!r} over the "
-                f"{self.n} calibration points{split}, every certified grid point has true risk "
-                f"<= alpha = [{levels}] (one level per risk){sizes}, by {self.procedure} FWER "
-                f"control of {self.method} p-values."
-            ),
-            "n": self.n,
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {
-                "alpha": [float(a) for a in self.alpha],
-                "delta": self.delta,
-                "method": self.method,
-                "procedure": self.procedure,
-                "strict": self.strict,
-            },
-        }
-
-
+@overload
 def learn_then_test(
     losses: ArrayLike | None = None,
     *,
@@ -233,7 +65,54 @@ def learn_then_test(
     strict: bool = False,
     opt_fraction: float = 0.3,
     seed: int = 42,
-) -> LTTResult:
+    groups: None = None,
+    mode: None = None,
+    correction: None = None,
+    overall_alpha: None = None,
+) -> LTTResult: ...
+
+
+@overload
+def learn_then_test(
+    losses: ArrayLike | None = None,
+    *,
+    counts: ArrayLike | None = None,
+    n: int | ArrayLike | None = None,
+    where: None = None,
+    alpha: _Caps,
+    delta: float,
+    method: PValueMethod = "binomial",
+    procedure: Procedure = "fixed_sequence",
+    order: Order | None = None,
+    strict: bool = False,
+    opt_fraction: float = 0.3,
+    seed: int = 42,
+    groups: ArrayLike,
+    mode: GroupMode | None = None,
+    correction: Correction | None = None,
+    overall_alpha: float | None = None,
+) -> GroupedLTTResult: ...
+
+
+def learn_then_test(
+    losses: ArrayLike | None = None,
+    *,
+    counts: ArrayLike | None = None,
+    n: int | ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    alpha: _Caps,
+    delta: float,
+    method: PValueMethod = "binomial",
+    procedure: LTTProcedure = "fixed_sequence",
+    order: Order | None = None,
+    strict: bool = False,
+    opt_fraction: float = 0.3,
+    seed: int = 42,
+    groups: ArrayLike | None = None,
+    mode: GroupMode | None = None,
+    correction: Correction | None = None,
+    overall_alpha: float | None = None,
+) -> LTTResult | GroupedLTTResult:
     """Certify grid points whose risk is at most ``alpha`` with probability ≥ 1 − ``delta``.
 
     Parameters
@@ -273,18 +152,32 @@ def learn_then_test(
         Fixed-sequence only: reject p < δ instead of p ≤ δ.
     opt_fraction, seed
         The split of ``"split_fixed_sequence"`` (ignored by the other procedures).
+    groups
+        Each row's group label (with ``losses``), or the label of each row of ``counts``
+        (G, m): certify per group with
+        :func:`ctd_stats.grouped.learn_then_test_grouped`, which gets every other argument as
+        given (``alpha`` may then be one cap per group: a number, a mapping or a sequence;
+        ``procedure`` one of :data:`ctd_stats.fwer.PROCEDURES`; no ``where``).
+    mode, correction, overall_alpha
+        Only with ``groups``, passed through: ``"per_group"`` (Mondrian, the default),
+        ``"simultaneous"`` (with ``correction`` ``"bonferroni"`` or ``"sidak"``) or
+        ``"shared"`` (one threshold, with an ``overall_alpha`` budget if given); their
+        guarantees are in :mod:`ctd_stats.grouped`.
 
     Returns
     -------
-    LTTResult
+    LTTResult or GroupedLTTResult
         ``sample_sizes`` holds the per-grid-point sizes when they vary (``n`` or ``where``).
+        With ``groups``, a :class:`ctd_stats.grouped.GroupedLTTResult`.
 
     Raises
     ------
     ValueError
         A message starting with the argument's name: ``n`` of a shape that does not broadcast
         to ``counts``, a count above its n, ``where`` not boolean or of another shape than
-        ``losses``, ``where`` with ``counts``, levels out of (0, 1), a missing ``order``.
+        ``losses``, ``where`` with ``counts``, levels out of (0, 1), a missing ``order``,
+        ``mode``, ``correction`` or ``overall_alpha`` without ``groups``, ``where`` with
+        ``groups``.
 
     Notes
     -----
@@ -325,14 +218,37 @@ def learn_then_test(
     >>> res.found, round(float(grid[res.select_index("most_aggressive")]), 2)
     (True, 0.73)
     """
+    options = {"mode": mode, "correction": correction, "overall_alpha": overall_alpha}
+    if groups is not None:
+        return _learn_then_test_grouped(
+            losses,
+            groups=groups,
+            counts=counts,
+            n=n,
+            where=where,
+            alpha=alpha,
+            delta=delta,
+            method=method,
+            procedure=procedure,
+            order=order,
+            strict=strict,
+            options=options,
+        )
+    if mode is not None or correction is not None or overall_alpha is not None:
+        name = next(name for name, value in options.items() if value is not None)
+        raise ValueError(f"{name}: only used with groups= (per-group Learn-then-Test)")
+    alpha = cast("float | ArrayLike", alpha)  # a mapping of caps is for groups only
     check_choice(method, "method", METHODS)
     check_choice(procedure, "procedure", LTT_PROCEDURES)
-    delta = check_level(delta, "delta")
-    # A plain float is the common case: skip the array round trip (same value either way).
-    alphas = np.array([check_level(alpha, "alpha")]) if type(alpha) is float else None
-    if alphas is None:
+    # A plain float in (0, 1) is the common case: no further checks, no array round trip.
+    if not (type(delta) is float and 0.0 < delta < 1.0):
+        delta = check_level(delta, "delta")
+    if type(alpha) is float:
+        alphas = np.array([alpha if 0.0 < alpha < 1.0 else check_level(alpha, "alpha")])
+    else:
         alphas = check_levels(alpha, "alpha")
-    strict = check_strict(strict)
+    if strict is not False and strict is not True:
+        strict = check_strict(strict)
 
     if (losses is None) == (counts is None):
         raise ValueError("losses: give exactly one of losses or counts (with n)")
@@ -391,11 +307,10 @@ def learn_then_test(
         if method == "wsr":
             raise ValueError("method: 'wsr' depends on the order of the losses; pass losses")
         assert counts is not None  # exactly one of losses/counts was given
-        if isinstance(n, (bool, np.bool_, int, np.integer)):
+        if not isinstance(n, np.ndarray) and isinstance(n, (bool, np.bool_, int, np.integer)):
             k, n_cal = counts_iv(counts, n, ndim=(1, 2))  # a bool n is rejected there
         else:
-            k = as_int_array(counts, "counts", ndim=(1, 2), low=0)
-            size_arr = sizes_iv(n, k)
+            k, size_arr = counts_sizes_iv(counts, n)
             sizes = size_arr if size_arr.ndim == 2 else size_arr[None]
             n_cal = int(sizes.max())
         stacked_k = k if k.ndim == 2 else k[None]
@@ -409,7 +324,7 @@ def learn_then_test(
     else:
         idx = order_iv(order, procedure, m)
     if idx is not None and procedure in ("holm", "bonferroni") and idx.size != m:
-        raise ValueError(f"order: must list every grid index once for procedure={procedure!r}")
+        raise ValueError(f"order: must list every grid index once for procedure={plain(procedure)}")
 
     # Kernels only from here on: every input is validated.
     n_opt = 0
@@ -432,7 +347,7 @@ def learn_then_test(
     reason, min_n = (
         (None, None)
         if found
-        else _why_none(combined, alphas, delta, method, procedure, idx, strict, n_cal, sizes)
+        else why_none(combined, alphas, delta, method, procedure, idx, strict, n_cal, sizes)
     )
     return LTTResult(
         found=found,
@@ -455,54 +370,39 @@ def learn_then_test(
     )
 
 
-def _first_level(delta: float, procedure: str, m: int, idx: IntArray | None) -> float:
-    """Level at which the first hypothesis can be rejected: δ, or δ/m for the splitting ones."""
-    if procedure in ("fixed_sequence", "split_fixed_sequence"):
-        return delta
-    if procedure == "fallback":
-        assert idx is not None
-        return delta / idx.size
-    return delta / m
-
-
-def _why_none(
-    p: FloatArray,
-    alphas: FloatArray,
+def _learn_then_test_grouped(
+    losses: ArrayLike | None,
+    *,
+    groups: ArrayLike,
+    counts: ArrayLike | None,
+    n: int | ArrayLike | None,
+    where: ArrayLike | None,
+    alpha: _Caps,
     delta: float,
-    method: str,
-    procedure: str,
-    idx: IntArray | None,
+    method: PValueMethod,
+    procedure: LTTProcedure,
+    order: Order | None,
     strict: bool,
-    n: int,
-    sizes: IntArray | None = None,
-) -> tuple[str, int | None]:
-    """``reason`` and ``min_n`` of an empty certified set."""
-    level = _first_level(delta, procedure, p.size, idx)
-    needed = [min_n_for_zero_losses(float(a), level, method, strict=strict) for a in alphas]
-    min_n = None if any(v is None for v in needed) else max(v for v in needed if v is not None)
-    op = "<" if strict else "<="
-    if sizes is not None and min_n is not None:
-        short = too_few_reason(sizes, needed, alphas, delta, method, procedure, idx, op, level)
-        if short is not None:
-            return short, min_n
-    elif min_n is not None and n < min_n:
-        return (
-            f"too few calibration points: even with no losses at all, n >= {min_n} is needed to "
-            f"certify anything (n = {n}; {method} p-value {op} {level:.4g} under {procedure})",
-            min_n,
-        )
-    if procedure in ("fixed_sequence", "split_fixed_sequence"):
-        assert idx is not None
-        first = int(idx[0])
-        return (
-            f"the first grid point tested (index {first}) has p-value {p[first]:.4g}, not "
-            f"{op} delta = {delta:.4g}: its risk is not shown to be <= alpha, so testing stopped",
-            min_n,
-        )
-    return (
-        f"no p-value is small enough: the smallest is {p.min():.4g}, the first rejection "
-        f"under {procedure} needs {op} {level:.4g}",
-        min_n,
+    options: dict[str, Any],
+) -> GroupedLTTResult:
+    """``learn_then_test(..., groups=...)``: every argument passed on as given."""
+    from .grouped import learn_then_test_grouped  # imported here: grouped imports this module
+
+    if where is not None:
+        raise ValueError("where: not supported with groups; give counts with n per grid point")
+    given = {name: value for name, value in options.items() if value is not None}
+    return learn_then_test_grouped(
+        losses,
+        groups=groups,
+        counts=counts,
+        n=n,
+        alpha=alpha,
+        delta=delta,
+        order=order,
+        method=method,
+        procedure=cast(Procedure, procedure),  # a split fixed sequence: refused by grouped
+        strict=strict,
+        **given,
     )
 
 

@@ -111,11 +111,10 @@ def _binom_cdf(k: IntArray | FloatArray, n: int | IntArray, alpha: float) -> Flo
         kf, nf = np.broadcast_arrays(kf, nf)
     if _BINOM_CDF_UFUNC is None:  # pragma: no cover
         return np.asarray(stats.binom.cdf(kf, nf, alpha), dtype=np.float64)
-    if isinstance(nf, float):  # n ≥ 1: no 0/0 to silence (errstate costs more than the cdf)
-        out = np.asarray(_BINOM_CDF_UFUNC(kf, nf, alpha), dtype=np.float64)
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):  # n = 0: overwritten by 1 below
-            out = np.asarray(_BINOM_CDF_UFUNC(kf, nf, alpha), dtype=np.float64)
+    # n = 0 (then k = 0) is evaluated at n = 1 and overwritten by 1 below: no 0/0 to silence
+    # (np.errstate costs more than the cdf of 100 values).
+    size = nf if isinstance(nf, float) else np.maximum(nf, 1.0)
+    out = np.asarray(_BINOM_CDF_UFUNC(kf, size, alpha), dtype=np.float64)
     # In place: np.clip / np.where would each cost more than the 100 cdf values themselves.
     np.minimum(out, 1.0, out=out)
     np.maximum(out, 0.0, out=out)

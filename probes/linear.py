@@ -104,7 +104,7 @@ def fit_logistic(
     """Fit the L2 logistic regression (see module docstring); ``y`` must hold 0/1 labels.
 
     Solved by :func:`ctd_stats.logistic.fit_logistic_l2` (damped Newton, float64, numpy), the
-    package's one logistic solver; stops when max |∇| < ``tol``·max(1, C·n).
+    package's one logistic solver; stops when ``max |∇|`` < ``tol``·max(1, C·n).
     """
     # the solver checks y (0/1, both classes, one per row of X), C, max_iter and tol
     fit = fit_logistic_l2(_features(X), y, C=C, max_iter=max_iter, tol=tol)

@@ -150,7 +150,7 @@ def test_thresholds_monotone_in_eps_and_delta(mins: list[float], bound: str) -> 
         assert _nondecreasing(sign * u)
         # larger delta = weaker requirement = more liberal threshold
         by_delta = [
-            ucb_threshold(m, alpha=0.2, delta=d, risk=fn_risk, bound=bound, wsr_delta=0.1).threshold  # type: ignore[arg-type]
+            ucb_threshold(m, alpha=0.2, delta=d, risk=fn_risk, bound=bound, wsr_delta=0.1).threshold  # type: ignore[call-overload]
             for d in (0.01, 0.05, 0.1, 0.3)
         ]
         assert _nondecreasing(sign * np.asarray(by_delta))
@@ -331,7 +331,7 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="bound"):
         ucb_threshold(m, alpha=0.1, bound="clopper")
     with pytest.raises(ValueError, match="risk"):
-        crc_threshold(m, alpha=0.1, risk="both")  # type: ignore[arg-type]
+        crc_threshold(m, alpha=0.1, risk="both")  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="grid"):
         crc_threshold(m, alpha=0.1, grid=[0.5, 0.1])
     with pytest.raises(ValueError, match="grid"):

@@ -89,6 +89,12 @@ def test_bet_block_equals_bet_step_calls_bit_for_bit(
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(used_block, np.reshape(used_loop, (-1, m)))
     assert used_block.shape == (horizon - cut, m)
+    # the same into reused, oversized, dirty buffers
+    work = (np.full((horizon + 3, m), np.nan), np.ones((horizon + 3, m)), np.ones((horizon + 3, m)))
+    again, used_again = bet_block(state, x[cut:], alpha, cap, 0.5, strategy, work=work)
+    np.testing.assert_array_equal(used_again, used_block)
+    for got, want in zip(again[1:], block[1:], strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("strategy", ["ons", "agrapa", "fixed"])
@@ -162,6 +168,12 @@ def test_json_checkpoint_continues_bit_identically(cut: int, seed: int) -> None:
     rest = mon.run(restored, losses[cut:]).state if cut < 300 else restored
     assert rest == full
     assert rest.to_json() == full.to_json()
+
+
+def test_state_refuses_a_non_array_field() -> None:
+    state = AnytimeLTT(3, alpha=0.2, delta=0.1, order="ascending").init()
+    with pytest.raises(TypeError, match=r"^sum_x"):
+        dataclasses.replace(state, sum_x=_any(None))
 
 
 @pytest.mark.parametrize(
@@ -273,6 +285,37 @@ def test_bad_losses(x: object) -> None:
         mon.run(mon.init(), np.full((4, 3), 2.0))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, -0.1, 1.5])
+def test_bad_losses_in_float64_arrays(bad: float) -> None:
+    """float64 and bool arrays skip the conversion, not the checks."""
+    mon = AnytimeLTT(3, alpha=0.2, delta=0.1, order="ascending")
+    x = np.array([0.0, bad, 0.0])
+    with pytest.raises(ValueError, match=r"^x"):
+        mon.update(mon.init(), x)
+    with pytest.raises(ValueError, match=r"^losses"):
+        mon.run(mon.init(), np.tile(x, (5, 1)))
+    half = AnytimeLTT(3, alpha=0.2, delta=0.1, order="ascending", bound=0.5)
+    with pytest.raises(ValueError, match=r"^losses"):
+        half.run(half.init(), np.eye(3, dtype=bool))  # True = 1 > bound
+    assert half.run(half.init(), np.zeros((4, 3), dtype=bool)).state.t == 4
+
+
+@pytest.mark.parametrize("strategy", ["ons", "agrapa"])
+@pytest.mark.parametrize("bound", [1.0, 4.0])
+def test_bool_and_float_losses_agree(bound: float, strategy: str) -> None:
+    losses = _budget(2, 700) > 0.5
+    mon = AnytimeLTT(21, alpha=0.2, delta=0.1, order="descending", bound=bound, strategy=strategy)
+    ref = mon.run(mon.init(), losses.astype(np.float64))
+    assert ref.state.found
+    for same in (losses, np.asfortranarray(losses), losses.astype(np.int8)):
+        out = mon.run(mon.init(), same)
+        assert out.state == ref.state
+        assert np.array_equal(out.index, ref.index)
+    state, steps = _stream(mon, losses[:80])
+    assert (state, steps) == _stream(mon, losses[:80].astype(np.float64))
+    assert mon.run(mon.init(), losses[:80]).state == state
+
+
 def test_per_risk_bounds() -> None:
     two = AnytimeLTT(3, alpha=[0.2, 0.5], delta=0.1, order="ascending", bound=[1.0, 10.0])
     state, _ = two.update(two.init(), [[1.0, 0.0, 0.0], [10.0, 0.0, 5.0]])
@@ -307,6 +350,8 @@ def test_importance_weighted_losses() -> None:
         (dict(losses=[1.0, 0.0], audited=2, pi=0.5), "audited"),
         (dict(losses=[[1.0, 0.0]], audited=[1, 1], pi=0.5), "audited"),
         (dict(losses=[[1.0, 0.0]], audited=[1], pi=[0.5, 0.5]), "pi"),
+        (dict(losses=[[1.0, 0.0], [0.0]], audited=[1, 1], pi=0.5), "losses"),  # ragged
+        (dict(losses=[[1.0, 0.0]], audited=[[1], [1, 0]], pi=0.5), "audited"),
     ],
 )
 def test_importance_weighted_losses_refuses(kwargs: dict, name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ctd_stats import datasets
+from ctd_stats import datasets, load_verifier_scores
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MATH = "verifier_scores/math_w_scores_compressed.csv.gz"
 
 
 def test_registry_lists_every_manifest_file() -> None:
@@ -41,7 +45,7 @@ def test_hash_mismatch_is_a_clear_error(tmp_path: Path, data_dir: Path) -> None:
 
 
 def test_missing_and_unknown_files(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="data_dir"):
+    with pytest.raises(FileNotFoundError, match=r"^data_dir: data file verifier_scores/math"):
         datasets.data_path("verifier_scores/math_w_scores_compressed.csv.gz", data_dir=tmp_path)
     with pytest.raises(ValueError, match="name: unknown data file"):
         datasets.data_path("nope.csv", data_dir=tmp_path)
@@ -82,3 +86,102 @@ def test_download_mismatch_leaves_no_file_in_cache(
     )
     path = datasets._download(good)
     assert path.read_bytes() == b"not the right bytes" and path.parent == cache
+
+
+class _CutShort(http.server.BaseHTTPRequestHandler):
+    """Promises 100,000 bytes, sends 10 and hangs up (a download cut short)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _unreachable_registry(monkeypatch: pytest.MonkeyPatch, url: str) -> datasets.RegistryEntry:
+    """The registry with MATH's entry pointing at ``url`` (no network is ever used)."""
+    real = datasets.registry()
+    entry = datasets.RegistryEntry(
+        name=MATH, size=real[MATH].size, sha256=real[MATH].sha256, url=url
+    )
+    monkeypatch.setattr(datasets, "registry", lambda: {**real, MATH: entry})
+    return entry
+
+
+@pytest.mark.parametrize("cut_short", [False, True], ids=["unreachable", "cut-short"])
+def test_no_folder_and_no_network_is_one_clear_oserror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_short: bool
+) -> None:
+    pytest.importorskip("pooch")
+    if cut_short:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutShort)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/math.csv.gz"
+    else:
+        url = "http://127.0.0.1:9/math.csv.gz"  # the discard port: connection refused
+    _unreachable_registry(monkeypatch, url)
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(cache))
+    try:
+        for call in (lambda: datasets.data_path(MATH), lambda: load_verifier_scores("math")):
+            with pytest.raises(OSError) as info:
+                call()
+            message = str(info.value)
+            assert MATH in message and "CTD_STATS_DATA_DIR" in message, message
+            # One error: no requests / urllib3 chain shown above it.
+            assert info.value.__cause__ is None and info.value.__suppress_context__
+            assert "requests" not in type(info.value).__module__
+        # Nothing half-written stays in the cache (pooch downloads to a temporary file).
+        assert not [q for q in cache.rglob("*") if q.is_file()]
+    finally:
+        if cut_short:
+            server.shutdown()
+            server.server_close()
+
+
+def _readme_lookup_order() -> list[str]:
+    """The numbered list in the README's "Data" section: what each step names."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Data\n", 1)[1].split("\n## ", 1)[0]
+    steps = re.findall(r"^\d\. (.*(?:\n   .*)*)", section, re.M)
+    return [" ".join(step.split()) for step in steps]
+
+
+def test_the_readme_says_how_the_data_folder_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    """The README's order (data_dir=, CTD_STATS_DATA_DIR, the cache) is what data_path does."""
+    steps = _readme_lookup_order()
+    assert len(steps) == 3, steps
+    assert "`data_dir=`" in steps[0]
+    assert "`CTD_STATS_DATA_DIR`" in steps[1]
+    assert "`CTD_STATS_CACHE_DIR`" in steps[2] and "download" in steps[2]
+    # 1. data_dir= wins over the environment variable.
+    other = tmp_path / "other"
+    (other / "verifier_scores").mkdir(parents=True)
+    shutil.copy(data_dir / MATH, other / MATH)
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(data_dir))
+    assert datasets.data_path(MATH, data_dir=other) == other / MATH
+    # 2. then the environment variable (and a file missing there is an error, not a download).
+    assert datasets.data_path(MATH) == data_dir / MATH
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match=r"^CTD_STATS_DATA_DIR: data file"):
+        datasets.data_path(MATH)
+    # 3. then the cache: a verified copy already there is used without any network.
+    pytest.importorskip("pooch")
+    monkeypatch.delenv(datasets.DATA_DIR_ENV)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(data_dir / MATH, cache / MATH.replace("/", "__"))
+    monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(cache))
+    _unreachable_registry(monkeypatch, "http://127.0.0.1:9/never-fetched")
+    assert datasets.data_path(MATH) == cache / MATH.replace("/", "__")
+    # An empty CTD_STATS_DATA_DIR counts as unset, as the README says ("when set and not empty").
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, "")
+    assert datasets.data_path(MATH) == cache / MATH.replace("/", "__")

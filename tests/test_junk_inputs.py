@@ -59,17 +59,6 @@ EXCLUDED: dict[str, str] = {
 # (documented); wrong types still raise a TypeError named after the argument.
 READS_FILES: set[str] = {"sha256_of"}
 
-# Problems the fuzz found in modules owned by others: xfail (strict=False) so CI stays green
-# until they are fixed. Key: callable name; value: the reason, naming the failing input.
-KNOWN_FAILURES: dict[str, str] = {
-    "AnytimeLTTState": "AnytimeLTTState(...) with None array fields raises an unnamed "
-    "AttributeError ('NoneType' object has no attribute 'setflags') in __post_init__ "
-    "(H6b, ctd_stats/online/anytime_ltt.py:62)",
-    "importance_weighted_losses": "a ragged `audited` raises numpy's unnamed ValueError: "
-    "np.asarray(audited) runs before as_binary_array (H6b, ctd_stats/online/anytime_audit.py:80)",
-}
-
-
 def _is_api_callable(obj: object) -> bool:
     """Functions and classes. Not called: type aliases (``Literal[...]``, ``NDArray[...]``) and
     Protocols (``StreamingMonitor``: types to check against, which cannot be instantiated)."""
@@ -135,13 +124,6 @@ def _draw_call(
     return args, kwargs
 
 
-def _params(name: str) -> list[Any]:
-    marks = []
-    if name in KNOWN_FAILURES:
-        marks.append(pytest.mark.xfail(strict=False, reason=KNOWN_FAILURES[name]))
-    return [pytest.param(name, marks=marks)]
-
-
 class _Hang(Exception):
     pass
 
@@ -180,7 +162,7 @@ def _check(
         signal.signal(signal.SIGALRM, old)
 
 
-@pytest.mark.parametrize("name", [p for n in sorted(CALLABLES) for p in _params(n)])
+@pytest.mark.parametrize("name", sorted(CALLABLES))
 @settings(max_examples=25, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking
 @given(data=st.data())
 def test_only_named_errors_escape(name: str, data: st.DataObject) -> None:

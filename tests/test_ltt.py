@@ -142,7 +142,7 @@ def test_nothing_certified_is_a_result_not_an_error() -> None:
 )
 def test_bad_input_names_the_argument(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        learn_then_test(**kwargs)  # type: ignore[arg-type]
+        learn_then_test(**kwargs)  # type: ignore[call-overload]
 
 
 def test_boolean_losses_take_the_count_path_with_identical_results() -> None:
@@ -232,8 +232,8 @@ def test_min_n_is_the_smallest_n_that_could_have_worked(
     assert repr(res).startswith("LTTResult(found=False") and "reason:" in repr(res).split("\n")[1]
     n0 = res.min_n
     kwargs = dict(alpha=alpha, delta=delta, procedure=procedure, order=order, strict=strict)
-    assert learn_then_test(counts=[0] * 5, n=n0, **kwargs).found  # type: ignore[arg-type]
-    assert not learn_then_test(counts=[0] * 5, n=n0 - 1, **kwargs).found  # type: ignore[arg-type]
+    assert learn_then_test(counts=[0] * 5, n=n0, **kwargs).found  # type: ignore[call-overload]
+    assert not learn_then_test(counts=[0] * 5, n=n0 - 1, **kwargs).found  # type: ignore[call-overload]
     # Closed form (1 − α)^n ≤ δ/m, up to the exact binomial cdf's rounding.
     expected = np.log(delta / level_div) / np.log1p(-alpha)
     assert abs(n0 - np.ceil(expected)) <= 1
@@ -517,3 +517,74 @@ def test_bad_conditional_input_names_the_argument(kwargs: dict[str, Any], name: 
     args: dict[str, Any] = {"alpha": 0.2, "delta": 0.1, "procedure": "holm", **kwargs}
     with pytest.raises(ValueError, match=f"^{name}"):
         learn_then_test(**args)
+
+
+# --------------------------------------------------------------------------- groups= dispatch
+@pytest.mark.parametrize("mode", ["per_group", "simultaneous", "shared"])
+@pytest.mark.parametrize(
+    ("method", "procedure"),
+    [("binomial", "fixed_sequence"), ("hb", "holm"), ("binomial", "bonferroni")],
+)
+@pytest.mark.parametrize("n", [15, 400])
+def test_one_group_through_groups_equals_ungrouped_bit_for_bit(
+    mode: Any, method: PValueMethod, procedure: Procedure, n: int
+) -> None:
+    losses = _delegation_losses(n, 7) > 0.5  # boolean losses
+    kw: dict[str, Any] = {"alpha": 0.2, "delta": 0.1, "order": "descending", "method": method}
+    ref = learn_then_test(losses, procedure=procedure, **kw)
+    res = learn_then_test(
+        losses, groups=np.zeros(n, dtype=int), mode=mode, procedure=procedure, **kw
+    )
+    assert res.groups == (0,) and res.group_delta == 0.1
+    assert bool(res.found[0]) == ref.found
+    assert res.certified[0].tobytes() == ref.certified.tobytes()
+    assert res.indices[0].tobytes() == ref.indices.tobytes()
+    assert res.pvalues[0].tobytes() == ref.pvalues.tobytes()
+    assert (res.reason[0] is None) == (ref.reason is None)
+    if not ref.found and ref.min_n is not None:
+        assert int(res.min_n[0]) == ref.min_n
+    assert res.select(GRID, group=0) == ref.select(GRID)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"mode": "simultaneous"},
+        {"mode": "simultaneous", "correction": "sidak"},
+        {"mode": "shared"},
+        {"mode": "shared", "overall_alpha": 0.4},
+    ],
+)
+def test_groups_dispatch_equals_learn_then_test_grouped(options: dict[str, Any]) -> None:
+    from ctd_stats.grouped import learn_then_test_grouped
+
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 3, 900)
+    losses = rng.uniform(size=900)[:, None] ** (1.0 + groups[:, None]) > GRID[None, :]
+    caps = {0: 0.4, 1: 0.3, 2: 0.2}
+    kw: dict[str, Any] = {"alpha": caps, "delta": 0.1, "order": "descending", **options}
+    direct = learn_then_test_grouped(losses, groups=groups, **kw)
+    assert learn_then_test(losses, groups=groups, **kw) == direct
+    # The counts form too: per-group counts (G, m) with per-group sizes.
+    counts = np.stack([losses[groups == g].sum(axis=0) for g in range(3)])
+    sizes = np.bincount(groups)
+    assert learn_then_test(counts=counts, n=sizes, groups=[0, 1, 2], **kw) == (
+        learn_then_test_grouped(counts=counts, n=sizes, groups=[0, 1, 2], **kw)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"mode": "shared"}, "mode"),
+        ({"correction": "sidak"}, "correction"),
+        ({"overall_alpha": 0.3}, "overall_alpha"),
+        ({"groups": np.zeros(20, dtype=int), "where": np.ones((20, 51), dtype=bool)}, "where"),
+    ],
+)
+def test_group_options_without_groups_name_the_argument(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        learn_then_test(
+            _delegation_losses(20, 0) > 0.5, alpha=0.2, delta=0.1, order="descending", **kwargs
+        )

@@ -70,7 +70,7 @@ def _check_round_trip(obj: Any) -> None:
 # --------------------------------------------------------------------------- nothing found
 @pytest.mark.parametrize("risk", ["false_alarm", "missed_detection"])
 def test_crc_too_few_points_says_so(risk: str) -> None:
-    res = crc_threshold(np.linspace(0.1, 0.9, 8), alpha=0.1, risk=risk)  # type: ignore[arg-type]
+    res = crc_threshold(np.linspace(0.1, 0.9, 8), alpha=0.1, risk=risk)  # type: ignore[call-overload]
     assert not res.found and res.k == 0 and res.index is None
     assert res.min_n == 9  # 1/(n+1) ≤ 0.1 needs n ≥ 9
     assert res.threshold == (-math.inf if risk == "false_alarm" else math.inf)
@@ -78,7 +78,7 @@ def test_crc_too_few_points_says_so(risk: str) -> None:
     lines = repr(res).splitlines()
     assert lines[0] == "CRCThreshold(found=False)" and lines[1].lstrip().startswith("reason:")
     assert len(lines) <= 12
-    ok = crc_threshold(np.linspace(0.1, 0.9, 9), alpha=0.1, risk=risk)  # type: ignore[arg-type]
+    ok = crc_threshold(np.linspace(0.1, 0.9, 9), alpha=0.1, risk=risk)  # type: ignore[call-overload]
     assert ok.found and ok.reason is None and ok.min_n is None and ok.k == 1
 
 
@@ -160,7 +160,7 @@ def test_threshold_vocabulary() -> None:
 @settings(max_examples=60, deadline=None)
 @given(minima_st, alpha_st, risk_st, grid_st)
 def test_crc_round_trip(mins: list[float], alpha: float, risk: str, grid: Any) -> None:
-    _check_round_trip(crc_threshold(mins, alpha=alpha, risk=risk, grid=grid))  # type: ignore[arg-type]
+    _check_round_trip(crc_threshold(mins, alpha=alpha, risk=risk, grid=grid))  # type: ignore[call-overload]
 
 
 @settings(max_examples=40, deadline=None)
@@ -172,7 +172,7 @@ def test_crc_round_trip(mins: list[float], alpha: float, risk: str, grid: Any) -
     st.sampled_from([None, np.linspace(0, 1, 41)]),
 )
 def test_ucb_round_trip(mins: list[float], alpha: float, risk: str, bound: str, grid: Any) -> None:
-    res = ucb_threshold(mins, alpha=alpha, risk=risk, bound=bound, grid=grid)  # type: ignore[arg-type]
+    res = ucb_threshold(mins, alpha=alpha, risk=risk, bound=bound, grid=grid)  # type: ignore[call-overload]
     _check_round_trip(res)
 
 

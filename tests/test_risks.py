@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -140,3 +140,24 @@ def test_bad_input_names_the_argument(kwargs: dict[str, Any], name: str) -> None
     args.update(kwargs)
     with pytest.raises(ValueError, match=f"^{name}"):
         conditional_risk(args["labels"], args["scores"], risk=args["risk"], grid=args["grid"])
+
+
+@pytest.mark.parametrize("grid_kind", ["even", "uneven", "one"])
+def test_many_rows_count_exactly_like_a_binary_search(grid_kind: str) -> None:
+    """Above 2048 rows the flagged index is guessed from an even spacing, then checked."""
+    rng = np.random.default_rng(11)
+    grid = {
+        "even": np.nextafter(np.linspace(0.0, 0.99, 100), -np.inf),
+        "uneven": np.unique(rng.uniform(size=60) ** 3),
+        "one": np.array([0.5]),
+    }[grid_kind]
+    labels = rng.integers(0, 2, 5000)
+    scores = np.where(rng.uniform(size=5000) < 0.3, rng.choice(grid, 5000), rng.uniform(size=5000))
+    below = grid.searchsorted(scores, side="left")  # flagged at the first `below` thresholds
+    flagged = np.arange(grid.size)[None, :] < below[:, None]
+    for risk in CONDITIONAL_RISKS:
+        r = conditional_risk(labels, scores, risk=cast(ConditionalRiskName, risk), grid=grid)
+        if risk == "precision":
+            np.testing.assert_array_equal(r.where, flagged)
+        np.testing.assert_array_equal(r.counts, r.losses.sum(axis=0))
+        np.testing.assert_array_equal(r.n, r.where.sum(axis=0))

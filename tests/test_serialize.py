@@ -205,7 +205,13 @@ def test_two_classes_claiming_one_kind_raise_at_definition() -> None:
     with pytest.raises(TypeError, match=r"^kind: 'ctd_stats.LTTResult' is already claimed"):
 
         @dataclass(frozen=True)
-        class LTTResult(JSONSerializable):  # undeclared: defaults to ctd_stats.<class name>
+        class LTTResult(JSONSerializable, kind="ctd_stats.LTTResult"):
+            a: int
+
+    with pytest.raises(TypeError, match=r"^kind: .*_Undeclared must declare its payload kind"):
+
+        @dataclass(frozen=True)
+        class _Undeclared(JSONSerializable):  # a kind is required: none is derived from the name
             a: int
 
     with pytest.raises(TypeError, match=r"^kind: expected a qualified name"):
@@ -309,3 +315,16 @@ def test_exact_equality_is_declared_not_inherited() -> None:
     assert _Exact(x) != _Exact(np.array([1.0, 2.0]))
     assert _Exact(x) != _Exact(x.astype(np.float32))  # the dtype is part of the value
     assert (_Exact(x) == "x") is False
+
+
+def test_from_json_takes_utf8_bytes_as_documented() -> None:
+    """The docstring says str, bytes or bytearray (UTF-8); anything else is a TypeError."""
+    original = _outer(np.array([1.0, np.inf, -0.0]), {"k": [1, 2]})
+    text = original.to_json()
+    assert "bytes" in (_Outer.from_json.__doc__ or "")
+    for data in (text, text.encode(), bytearray(text.encode())):
+        assert _Outer.from_json(data) == original
+    with pytest.raises(ValueError, match=r"^text: not valid JSON"):
+        _Outer.from_json(b"\xff" + text.encode())
+    with pytest.raises(TypeError, match=r"^text: expected a JSON string or bytes, got int"):
+        _Outer.from_json(3)  # type: ignore[arg-type]

@@ -13,6 +13,12 @@ Protocol (:mod:`ctd_stats._streaming`): ``state = delegator.init()``;
 ``step.statistic`` the monitor's log e-value; :meth:`Delegator.decide_stream` does a whole
 stretch at once (vectorised decisions, the bets in one tight loop) with identical results.
 :class:`DelegationSession` is a convenience holder of a state; it only calls the pure methods.
+
+Grouped calibrations (``groups=`` of :func:`~ctd_stats.cascade.calibrate_ctd` etc.) take the
+group of each input (``update(state, score, group=g)``, ``decide_stream(scores, groups=...)``;
+required by a per-group calibration) and watch every group's rate against its cap as well as
+the overall rate, the level split by Bonferroni (see :class:`Delegator`); their state is a
+:class:`GroupedDelegatorState`.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from numpy.typing import ArrayLike
 from .._repr import fmt, headline, result_repr
 from .._serialize import JSONSerializable, exact_eq
 from .._streaming import BatchMonitor, Step, StreamingMonitor, Trace, check_state, trace_by_updates
-from .._validation import as_float_array, check_choice
+from .._validation import as_float_array, check_choice, plain
+from ..grouped import GroupLabel, group_labels
 from .calibration import ThresholdCalibration
 from .metrics import MERGES, Merge
 from .signals import uncertainty_from_sorted
 from .streaming import BudgetMonitor
 
-__all__ = ["DelegationSession", "Delegator", "DelegatorState"]
+__all__ = ["DelegationSession", "Delegator", "DelegatorState", "GroupedDelegatorState"]
 
 
 @exact_eq
@@ -68,6 +75,37 @@ class DelegatorState(JSONSerializable, kind="ctd_stats.DelegatorState"):
         )
 
 
+@exact_eq
+@dataclass(frozen=True)
+class GroupedDelegatorState(DelegatorState, kind="ctd_stats.GroupedDelegatorState"):
+    """A grouped delegator after ``t`` inputs: the overall monitor's state and each group's.
+
+    ``group_monitors`` follows the calibration's group order (``None`` where a group has no
+    monitor); each group monitor counts only its group's inputs. ``alarm_step`` is the 0-based
+    step (of the whole stream) of the first alarm of any monitor and ``alarm_source`` which one
+    raised it (``"overall"`` or ``"group <label>"``).
+    """
+
+    group_monitors: tuple[Any, ...] = ()
+    alarm_source: str | None = None
+
+    _json_guarantee = (
+        "State of a streaming grouped CTD delegator, its overall and per-group anytime-valid "
+        "budget monitors: restoring it and continuing gives exactly the decisions and e-values "
+        "of an uninterrupted run."
+    )
+
+    def __repr__(self) -> str:
+        return result_repr(
+            self,
+            f"t={self.t}, alarm_step={self.alarm_step}, alarm_source={self.alarm_source}",
+            [
+                ("monitor", headline(self.monitor)),
+                ("group_monitors", f"{sum(m is not None for m in self.group_monitors)} groups"),
+            ],
+        )
+
+
 def check_score(score: object) -> float:
     if isinstance(score, (bool, np.bool_)) or not isinstance(
         score, (int, float, np.integer, np.floating)
@@ -75,7 +113,7 @@ def check_score(score: object) -> float:
         raise TypeError(f"score: expected one number, got {type(score).__name__}")
     value = float(score)
     if not math.isfinite(value):
-        raise ValueError(f"score: must be finite, got {score!r}")
+        raise ValueError(f"score: must be finite, got {plain(score)}")
     return value
 
 
@@ -93,13 +131,26 @@ class Delegator:
     ``False``) through its public ``update`` (or its vectorised ``run(x, /, *, state=)`` in
     :meth:`decide_stream` when it has one), as optax's ``chain`` composes transformations. A
     budget of 1 cannot be exceeded, so ``True`` then attaches no monitor. Immutable.
+
+    Grouped calibration: each input comes with its group (``group=`` / ``groups=``; required in
+    per-group mode, optional in shared mode, where an input without a group feeds only the
+    overall monitor) and is decided at :meth:`ThresholdCalibration.threshold_for` its group.
+    ``monitor=True`` attaches a :class:`BudgetMonitor` per group at its cap, fed only that
+    group's decisions, beside the overall one at α (none at α = 1). The level is split by
+    Bonferroni over the K monitors (K = G + 1 with the overall monitor, G without): each alarms
+    at ``level / K``, so on streams within every cap the delegator ever alarms with probability
+    ≤ ``level`` (Ville per monitor, union bound; plus the calibration's δ as for one monitor).
+    ``Step.statistic`` is the largest current log e-value of the monitors (alarm iff it reaches
+    log(K / level)). A custom ``monitor`` is the overall monitor and no group monitors are
+    attached.
     """
 
-    __slots__ = ("_ref", "calibration", "monitor")
+    __slots__ = ("_group_monitors", "_ref", "calibration", "monitor")
 
     calibration: ThresholdCalibration
     monitor: StreamingMonitor[Any] | None
     _ref: list[float] | None
+    _group_monitors: tuple[BudgetMonitor, ...] | None
 
     def __init__(
         self,
@@ -114,16 +165,29 @@ class Delegator:
                 f"calibration: expected a ThresholdCalibration, got {type(calibration).__name__}"
             )
         mon: StreamingMonitor[Any] | None
-        if isinstance(monitor, (bool, np.bool_)):
+        groups: tuple[BudgetMonitor, ...] | None = None
+        if isinstance(monitor, (bool, np.bool_)) and calibration.groups is not None:
+            use = bool(monitor) and calibration.alpha < 1.0
+            caps = calibration.group_alpha
+            assert caps is not None
+            k = caps.size + int(use) if monitor else 1
+            split = level / k  # Bonferroni over the overall and the group monitors
+            mon = BudgetMonitor(calibration.alpha, level=split, strategy=strategy) if use else None
+            if monitor:
+                groups = tuple(
+                    BudgetMonitor(a, level=split, strategy=strategy) for a in caps.tolist()
+                )
+        elif isinstance(monitor, (bool, np.bool_)):
             # α = 1: every rate is within budget, so there is nothing to monitor.
             use = bool(monitor) and calibration.alpha < 1.0
             mon = BudgetMonitor(calibration.alpha, level=level, strategy=strategy) if use else None
         elif isinstance(monitor, StreamingMonitor):
             mon = monitor
         else:
-            raise TypeError(f"monitor: expected a bool or a StreamingMonitor, got {monitor!r}")
+            raise TypeError(f"monitor: expected a bool or a StreamingMonitor, got {plain(monitor)}")
         object.__setattr__(self, "calibration", calibration)
         object.__setattr__(self, "monitor", mon)
+        object.__setattr__(self, "_group_monitors", groups)
         ref = calibration.reference
         object.__setattr__(self, "_ref", None if ref is None else ref.tolist())
 
@@ -132,10 +196,14 @@ class Delegator:
 
     def __repr__(self) -> str:
         c = self.calibration
+        lines: list[tuple[str, Any]] = [("monitor", headline(self.monitor))]
+        if c.groups is not None:
+            gm = self._group_monitors
+            lines.append(("groups", f"{len(c.groups)} {c.group_mode}, monitors: {len(gm or ())}"))
         return result_repr(
             self,
             f"{c.method}, found={c.found}, threshold={fmt(c.threshold)}, alpha={fmt(c.alpha)}",
-            [("monitor", headline(self.monitor))],
+            lines,
         )
 
     @property
@@ -144,17 +212,31 @@ class Delegator:
 
     # ------------------------------------------------------------------ protocol
     def init(self) -> DelegatorState:
-        """The state before any input."""
-        return DelegatorState(t=0, monitor=None if self.monitor is None else self.monitor.init())
+        """The state before any input (a :class:`GroupedDelegatorState` when grouped)."""
+        mstate = None if self.monitor is None else self.monitor.init()
+        if self.calibration.groups is None:
+            return DelegatorState(t=0, monitor=mstate)
+        gm = self._group_monitors
+        n_groups = len(self.calibration.groups)
+        states = (None,) * n_groups if gm is None else tuple(m.init() for m in gm)
+        return GroupedDelegatorState(t=0, monitor=mstate, group_monitors=states)
 
-    def update(self, state: DelegatorState, score: float, /) -> tuple[DelegatorState, Step]:
-        """Decide for one input from its raw score; pure. ``step.delegated`` is the decision."""
+    def update(
+        self, state: DelegatorState, score: float, /, *, group: GroupLabel | None = None
+    ) -> tuple[DelegatorState, Step]:
+        """Decide for one input from its raw score; pure. ``step.delegated`` is the decision.
+
+        ``group``: the input's group (grouped calibrations; required in per-group mode,
+        ignored by an ungrouped calibration).
+        """
+        if self.calibration.groups is not None:
+            return self._update_grouped(state, score, group)
         check_state(state, DelegatorState)
         value = check_score(score)
         signal = value
         if self._ref is not None:
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"score: a probe score must lie in [0, 1], got {value!r}")
+                raise ValueError(f"score: a probe score must lie in [0, 1], got {plain(value)}")
             signal = uncertainty_from_sorted(value, self._ref)
         delegated = signal > self.calibration.threshold
         if self.monitor is None:
@@ -164,15 +246,73 @@ class Delegator:
         step = Step(state.t, value, ms.statistic, ms.alarm, ms.new_alarm, ms.alarm_step, delegated)
         return DelegatorState(t=state.t + 1, monitor=mstate, alarm_step=ms.alarm_step), step
 
+    def _signal(self, value: float) -> float:
+        if self._ref is None:
+            return value
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"score: a probe score must lie in [0, 1], got {plain(value)}")
+        return uncertainty_from_sorted(value, self._ref)
+
+    def _update_grouped(
+        self, state: DelegatorState, score: float, group: GroupLabel | None
+    ) -> tuple[GroupedDelegatorState, Step]:
+        st = check_state(state, GroupedDelegatorState)
+        c = self.calibration
+        value = check_score(score)
+        if group is None:
+            if c.group_mode == "per_group":
+                raise ValueError("group: required by a per-group calibration (one threshold each)")
+            gi = None
+        else:
+            gi = c.group_index(group)
+        assert c.groups is not None and c.group_thresholds is not None
+        threshold = c.threshold if gi is None else float(c.group_thresholds[gi])
+        delegated = self._signal(value) > threshold
+        mstate, gstates = st.monitor, list(st.group_monitors)
+        stats: list[float] = []
+        alarm_step, source = st.alarm_step, st.alarm_source
+        if self.monitor is not None:
+            mstate, ms = self.monitor.update(st.monitor, delegated)
+            stats.append(ms.statistic)
+            if ms.new_alarm and alarm_step is None:
+                alarm_step, source = st.t, "overall"
+        if self._group_monitors is not None:
+            if gi is not None:
+                gstates[gi], gs = self._group_monitors[gi].update(gstates[gi], delegated)
+                if gs.new_alarm and alarm_step is None:
+                    alarm_step, source = st.t, f"group {c.groups[gi]!r}"
+            stats += [g.log_wealth for g in gstates]
+        alarm = alarm_step is not None
+        new = alarm and alarm_step == st.t
+        statistic = max(stats) if stats else 0.0
+        step = Step(st.t, value, statistic, alarm, new, alarm_step, delegated)
+        out = GroupedDelegatorState(
+            t=st.t + 1,
+            monitor=mstate,
+            alarm_step=alarm_step,
+            group_monitors=tuple(gstates),
+            alarm_source=source,
+        )
+        return out, step
+
     def decide_stream(
-        self, scores: ArrayLike, /, *, state: DelegatorState | None = None
+        self,
+        scores: ArrayLike,
+        /,
+        *,
+        groups: ArrayLike | None = None,
+        state: DelegatorState | None = None,
     ) -> Trace[DelegatorState]:
         """Decisions for a stretch of inputs, each made on its own score alone.
 
         Identical to calling :meth:`update` on each element in order (tested), but vectorised:
         the threshold comparison on the whole array, then the monitor's ``run`` (or its
-        ``update`` in a loop when it has no ``run``).
+        ``update`` in a loop when it has no ``run``). ``groups``: one label per input (grouped
+        calibrations; required in per-group mode; ignored by an ungrouped calibration). A
+        grouped delegator runs :meth:`update` in a loop.
         """
+        if self.calibration.groups is not None:
+            return self._stream_grouped(scores, groups, state)
         state = self.init() if state is None else check_state(state, DelegatorState)
         c = self.calibration
         if c.signal == "uncertainty":
@@ -195,6 +335,32 @@ class Delegator:
         new = DelegatorState(t=state.t + n, monitor=mtrace.state, alarm_step=mtrace.alarm_step)
         return Trace(x, mtrace.statistic, mtrace.alarm_step, new, start=state.t, delegated=d)
 
+    def _stream_grouped(
+        self, scores: ArrayLike, groups: ArrayLike | None, state: DelegatorState | None
+    ) -> Trace[DelegatorState]:
+        st: DelegatorState = (
+            self.init() if state is None else check_state(state, GroupedDelegatorState)
+        )
+        x = as_float_array(scores, "scores", ndim=1)
+        if groups is None:
+            if self.calibration.group_mode == "per_group":
+                raise ValueError("groups: required by a per-group calibration (one threshold each)")
+            labels: list[GroupLabel | None] = [None] * x.size
+        else:
+            names, inverse = group_labels(groups, "groups")
+            if inverse.size != x.size:
+                raise ValueError(f"groups: length {inverse.size} does not match scores ({x.size})")
+            for g in names:
+                self.calibration.group_index(g)  # unknown groups fail before any decision
+            labels = [names[i] for i in inverse.tolist()]
+        start = st.t
+        stats = np.empty(x.size)
+        d = np.empty(x.size, dtype=bool)
+        for i, (value, group) in enumerate(zip(x.tolist(), labels, strict=True)):
+            st, step = self._update_grouped(st, value, group)
+            stats[i], d[i] = step.statistic, bool(step.delegated)
+        return Trace(x, stats, st.alarm_step, st, start=start, delegated=d)
+
     @staticmethod
     def output(
         probe: float, expert: float | None, delegated: bool | Step, *, merge: Merge = "replace"
@@ -207,14 +373,14 @@ class Delegator:
             delegated = delegated.delegated
         p = float(probe)
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"probe: must lie in [0, 1], got {probe!r}")
+            raise ValueError(f"probe: must lie in [0, 1], got {plain(probe)}")
         if not delegated:
             return p
         if expert is None:
             raise ValueError("expert: required for a delegated input")
         e = float(expert)
         if not 0.0 <= e <= 1.0:
-            raise ValueError(f"expert: must lie in [0, 1], got {expert!r}")
+            raise ValueError(f"expert: must lie in [0, 1], got {plain(expert)}")
         return e if merge == "replace" else 0.5 * (p + e)
 
 
@@ -239,14 +405,16 @@ class DelegationSession:
     def needs_recalibration(self) -> bool:
         return self.state.needs_recalibration
 
-    def decide(self, score: float) -> Step:
-        """Decide for one input and advance the state."""
-        self.state, step = self.delegator.update(self.state, score)
+    def decide(self, score: float, *, group: GroupLabel | None = None) -> Step:
+        """Decide for one input (of ``group``, for a grouped calibration) and advance the state."""
+        self.state, step = self.delegator.update(self.state, score, group=group)
         return step
 
-    def decide_stream(self, scores: ArrayLike) -> Trace[DelegatorState]:
-        """Decide a stretch of inputs and advance the state."""
-        trace = self.delegator.decide_stream(scores, state=self.state)
+    def decide_stream(
+        self, scores: ArrayLike, *, groups: ArrayLike | None = None
+    ) -> Trace[DelegatorState]:
+        """Decide a stretch of inputs (with their ``groups`` when grouped) and advance the state."""
+        trace = self.delegator.decide_stream(scores, groups=groups, state=self.state)
         self.state = trace.state
         return trace
 
@@ -261,6 +429,5 @@ class DelegationSession:
     @classmethod
     def restore(cls, delegator: Delegator, text: str) -> DelegationSession:
         """A session continuing from a :meth:`checkpoint`."""
-        return cls(delegator, DelegatorState.from_json(text))
-
-
+        kind = GroupedDelegatorState if delegator.calibration.groups is not None else DelegatorState
+        return cls(delegator, kind.from_json(text))

@@ -16,6 +16,9 @@ Each returns a :class:`~ctd_stats.cascade.calibration.ThresholdCalibration` for 
   NO guarantee (it violates the budget ~40–50 % of the time, App. D); kept as the contrast.
 
 Guarantee of the first three: P(true budget of the chosen τ > α) ≤ δ over the calibration data.
+With ``groups=`` they also cap each group's rate (one shared τ, or one τ per group):
+:mod:`~ctd_stats.cascade.grouped_policies`. The budget-test kernels live in
+:mod:`~ctd_stats.cascade._budget_kernels`.
 Choices where the sources leave room: fixed-sequence rejects p ≤ δ by default (``strict=True``:
 p < δ, the reference code); a budget with no certified threshold means "never delegate" (τ = +∞,
 ``found=False`` with the reason and, when the sample is simply too small, ``min_n``).
@@ -23,9 +26,8 @@ p < δ, the reference code); a budget with no certified threshold means "never d
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -41,8 +43,23 @@ from .._validation import (
     check_grid,
     check_level,
 )
-from ..pvalues import binomial_kernel, min_n_for_zero_losses
 from ..splits import split_indices
+
+# isort: off
+from ._budget_kernels import (  # re-exported for budget_validation and selective
+    best_certified as best_certified,
+    budget_pvalues as budget_pvalues,
+    certify_descending as certify_descending,
+    counts_above as counts_above,
+    delegated_counts as delegated_counts,
+    grid_positions as grid_positions,
+    min_n_split as min_n_split,
+    min_n_test as min_n_test,
+    pareto_front_sorted as pareto_front_sorted,
+    passes as passes,
+)
+
+# isort: on
 from .calibration import BUDGET_ONLY, CTD, PLUG_IN, UNC_CALIBRATED, ThresholdCalibration
 from .metrics import MERGES, Merge, as_probabilities, check_both_classes, check_cascade_lengths
 from .signals import (
@@ -55,120 +72,15 @@ from .signals import (
     uncertainty_from_sorted,
 )
 
+if TYPE_CHECKING:
+    from .grouped_policies import GroupAlpha
+
 __all__ = [
     "calibrate_budget_only",
     "calibrate_ctd",
     "calibrate_plug_in",
     "calibrate_uncertainty",
 ]
-
-
-# --------------------------------------------------------------------------- budget test kernels
-# One implementation each, shared by the single calibrations below and the batched App. D path
-# (:mod:`~ctd_stats.cascade.budget_validation`).
-def grid_positions(scores: FloatArray, grid: FloatArray) -> IntArray:
-    """b = #{τ_j < d}: the input is delegated at τ_j (d > τ_j) iff j < b."""
-    return np.searchsorted(grid, scores, side="left").astype(np.int64)
-
-
-def counts_above(b: IntArray, m: int, weights: FloatArray | None = None) -> FloatArray:
-    """Per row of grid positions ``b`` (R, n): Σ_{i: b_i > j} w_i for every grid index j.
-
-    With w = 1 (default) the number of inputs delegated at each τ_j, shape (R, m): one
-    ``bincount`` + ``cumsum`` for all rows at once.
-    """
-    r, _n = b.shape
-    flat = (b + (m + 1) * np.arange(r)[:, None]).ravel()
-    w = None if weights is None else weights.ravel()
-    hist = np.bincount(flat, weights=w, minlength=r * (m + 1)).reshape(r, m + 1)
-    total = hist.sum(axis=1, keepdims=True)
-    return np.asarray(total - np.cumsum(hist, axis=1)[:, :m], dtype=np.float64)
-
-
-def delegated_counts(scores: FloatArray, grid: FloatArray) -> FloatArray:
-    """#{scores > τ} for every τ in the grid, shape (m,)."""
-    counts: FloatArray = counts_above(grid_positions(scores, grid)[None, :], grid.size)[0]
-    return counts
-
-
-def budget_pvalues(counts: FloatArray | IntArray, n: int, alpha: float) -> FloatArray:
-    """Exact binomial p-values P(Bin(n, α) ≤ k) of H0: budget > α (CTD paper §3, Eq. 5).
-
-    :func:`ctd_stats.pvalues.binomial_pvalue`'s kernel; all 0 at α = 1, where the null is empty.
-    """
-    return binomial_kernel(np.asarray(counts, dtype=np.int64), n, alpha)
-
-
-def min_n_test(alpha: float, delta: float, strict: bool) -> int:
-    """Smallest n at which even zero delegations pass the budget test: (1 − α)^n ≤ δ."""
-    n = min_n_for_zero_losses(alpha, delta, "binomial", strict=strict)
-    assert n is not None  # the binomial p-value of zero losses falls below any δ > 0
-    return n
-
-
-def min_n_split(min_test: int, opt_fraction: float) -> int:
-    """Smallest calibration size n whose ht part n − ⌊opt_fraction · n⌋ has ≥ ``min_test``."""
-    n = max(2, math.floor((min_test - 1) / (1.0 - opt_fraction)))
-    while n - int(opt_fraction * n) < min_test or int(opt_fraction * n) < 1:
-        n += 1
-    return n
-
-
-def certify_descending(passed: BoolArray, tested: BoolArray) -> BoolArray:
-    """Fixed-sequence testing from the largest τ down (LTT, Angelopoulos et al. 2022, Sec. 3).
-
-    Along the last (grid) axis, the ``tested`` points are visited from the last index down; the
-    certified ones are those before the first tested point that fails (``passed`` False). Any
-    leading axes are a batch: one calibration per row (budget × re-split in App. D).
-    """
-    fail = (tested & ~passed)[..., ::-1]
-    m = fail.shape[-1]
-    first = np.where(fail.any(axis=-1), np.argmax(fail, axis=-1), m)[..., None]
-    return np.asarray(tested & (np.arange(m)[::-1] < first))
-
-
-def best_certified(certified: BoolArray, performance: FloatArray) -> IntArray:
-    """Grid index of the certified τ of lowest performance risk, −1 where none is certified.
-
-    Ties go to the largest τ, the first one tested (Laufer-Goldshtein et al. 2023, Alg. 1).
-    Batched like :func:`certify_descending`; ``performance`` broadcasts against ``certified``.
-    """
-    m = certified.shape[-1]
-    rev = np.where(certified, performance, np.inf)[..., ::-1]
-    best = m - 1 - np.argmin(rev, axis=-1)
-    return np.where(certified.any(axis=-1), best, -1).astype(np.int64)
-
-
-def pareto_front_sorted(budget: FloatArray, performance: FloatArray) -> BoolArray:
-    """Pareto front (both minimised) per row when ``budget`` is non-increasing along the row.
-
-    The delegated fraction falls as τ grows, so this is every policy's case. Point j is
-    dominated iff some k has budget_k ≤ budget_j and perf_k ≤ perf_j with one strict: either a
-    point of strictly smaller budget (a later index, past j's block of equal budgets) with
-    perf ≤ perf_j, or a point of equal budget with strictly smaller perf. O(R m), and the same
-    mask as :func:`ctd_stats.pareto.pareto_front` (exact duplicates are kept; if nothing
-    survived, every point would be kept). Shape (R, m).
-    """
-    r, m = budget.shape
-    new_block = np.ones((r, m), dtype=bool)
-    new_block[:, 1:] = budget[:, 1:] != budget[:, :-1]
-    flat_starts = np.flatnonzero(new_block.ravel())
-    block_id = np.cumsum(new_block.ravel()) - 1
-    block_min = np.minimum.reduceat(performance.ravel(), flat_starts)[block_id].reshape(r, m)
-    block_end = (np.append(flat_starts[1:], r * m) - 1)[block_id].reshape(r, m)
-    block_end -= (np.arange(r) * m)[:, None]  # index within the row
-    suffix_min = np.minimum.accumulate(performance[:, ::-1], axis=1)[:, ::-1]
-    padded = np.concatenate([suffix_min, np.full((r, 1), np.inf)], axis=1)
-    later_min = np.take_along_axis(padded, block_end + 1, axis=1)
-    dominated = (later_min <= performance) | (block_min < performance)
-    front = ~dominated
-    front[~front.any(axis=1)] = True
-    return np.asarray(front)
-
-
-def passes(pvalues: FloatArray, delta: float, strict: bool) -> BoolArray:
-    """The budget test's rejection rule: p < δ (``strict``) or p ≤ δ."""
-    return np.asarray(pvalues < delta) if strict else np.asarray(pvalues <= delta)
 
 
 def _not_found_reason(
@@ -204,6 +116,50 @@ class ParetoData:
     strict: bool
 
 
+def pareto_split(data: ParetoData, n: int) -> tuple[IntArray, IntArray]:
+    """The opt / ht split of the calibration set (``default_rng(seed)`` permutation)."""
+    split = split_indices(n, first_fraction=data.opt_fraction, seed=data.seed)
+    check_both_classes(data.labels[split.first])
+    return split.first, split.second
+
+
+def opt_front(
+    data: ParetoData, signal: FloatArray, grid: FloatArray, opt: IntArray
+) -> tuple[FloatArray, FloatArray, BoolArray, IntArray]:
+    """Opt-split performance risk and budget per τ, the Pareto-front mask, the front (τ down)."""
+    opt_perf = performance_risk_unchecked(
+        data.labels[opt],
+        data.probe[opt],
+        data.expert[opt],
+        signal[opt],
+        grid,
+        data.performance,
+        data.merge,
+    )
+    opt_budget = delegated_counts(signal[opt], grid) / opt.size
+    descending = np.arange(grid.size - 1, -1, -1)
+    on_front = pareto_front_sorted(opt_budget[None, :], opt_perf[None, :])[0]
+    return opt_perf, opt_budget, on_front, descending[on_front[descending]]
+
+
+def pareto_settings(data: ParetoData) -> dict[str, Any]:
+    return {
+        "performance": data.performance,
+        "merge": data.merge,
+        "opt_fraction": data.opt_fraction,
+        "seed": data.seed,
+        "strict": data.strict,
+    }
+
+
+def pareto_sha256(
+    data: ParetoData, signal: FloatArray, reference: FloatArray | None, *extra: IntArray
+) -> str:
+    """sha256 of what the calibration saw: the signal (the probe for the uncertainty signal)."""
+    seen = signal if reference is None else data.probe
+    return array_sha256(np.stack([seen, data.probe, data.expert, data.labels, *extra]))
+
+
 def pareto_ltt(
     data: ParetoData,
     method: str,
@@ -214,35 +170,13 @@ def pareto_ltt(
     reference: FloatArray | None,
 ) -> list[ThresholdCalibration]:
     """Pareto-LTT kernel at several budgets; the opt risks and the front do not depend on α."""
-    labels, delta, strict, opt_fraction = data.labels, data.delta, data.strict, data.opt_fraction
-    split = split_indices(signal.size, first_fraction=opt_fraction, seed=data.seed)
-    opt, ht = split.first, split.second
-    check_both_classes(labels[opt])
-    opt_perf = performance_risk_unchecked(
-        labels[opt],
-        data.probe[opt],
-        data.expert[opt],
-        signal[opt],
-        grid,
-        data.performance,
-        data.merge,
-    )
-    opt_budget = delegated_counts(signal[opt], grid) / opt.size
+    delta, strict, opt_fraction = data.delta, data.strict, data.opt_fraction
+    opt, ht = pareto_split(data, signal.size)
+    opt_perf, opt_budget, on_front, front = opt_front(data, signal, grid, opt)
     ht_counts = delegated_counts(signal[ht], grid)
-    m, n_ht = grid.size, int(ht.size)
-    descending = np.arange(m - 1, -1, -1)
-    on_front = pareto_front_sorted(opt_budget[None, :], opt_perf[None, :])[0]
-    front = descending[on_front[descending]]
-    settings: dict[str, Any] = {
-        "performance": data.performance,
-        "merge": data.merge,
-        "opt_fraction": opt_fraction,
-        "seed": data.seed,
-        "strict": strict,
-    }
-    # What the calibration saw: the signal (DV scores, or the probe for the uncertainty signal).
-    seen = signal if reference is None else data.probe
-    sha256 = array_sha256(np.stack([seen, data.probe, data.expert, labels]))
+    n_ht = int(ht.size)
+    settings = pareto_settings(data)
+    sha256 = pareto_sha256(data, signal, reference)
     out: list[ThresholdCalibration] = []
     for alpha in alphas:
         pvals = budget_pvalues(ht_counts, n_ht, alpha)
@@ -330,6 +264,9 @@ def calibrate_ctd(
     opt_fraction: float = 0.3,
     seed: int = 42,
     strict: bool = False,
+    groups: ArrayLike | None = None,
+    group_alpha: GroupAlpha | None = None,
+    per_group: bool = False,
 ) -> ThresholdCalibration:
     """Calibrate-Then-Delegate: Pareto-LTT of "delegate iff d(x) > τ" (CTD paper §4.2).
 
@@ -342,6 +279,13 @@ def calibrate_ctd(
     ``grid`` defaults to :func:`~ctd_stats.cascade.threshold_grid` of ``dv`` (the reference builds
     it on the DV scores of the whole test table; pass that grid to reproduce it). α = 1 is
     allowed (every threshold is certified).
+
+    With ``groups`` (one label per calibration row) and ``group_alpha`` (the cap α_g: one
+    number, a mapping group → cap, or a sequence in sorted-label order; default α for every
+    group) each group's delegation rate is capped too (:mod:`~ctd_stats.cascade.grouped_policies`):
+    by default one shared threshold with P(overall rate ≤ α and every R_g ≤ α_g) ≥ 1 − δ
+    (intersection–union, no correction); ``per_group=True`` one threshold per group with
+    P(every R_g(τ_g) ≤ α_g) ≥ 1 − δ (Bonferroni δ/G; caps ≤ α). Method ``"ctd_grouped"``.
     """
     data, alpha = _pareto_iv(
         labels, probe, expert, alpha, delta, performance, merge, opt_fraction, seed, strict
@@ -350,7 +294,13 @@ def calibrate_ctd(
     if d.size != data.probe.size:
         raise ValueError(f"dv: length {d.size} does not match probe (length {data.probe.size})")
     g = threshold_grid_unchecked(d) if grid is None else check_grid(grid)
-    return pareto_ltt(data, CTD, "dv", d, g, [alpha], None)[0]
+    from . import grouped_policies as gp  # imports this module
+
+    if groups is None:
+        gp.no_groups_iv(group_alpha, per_group)
+        return pareto_ltt(data, CTD, "dv", d, g, [alpha], None)[0]
+    spec = gp.group_caps_iv(groups, group_alpha, per_group, d.size, alpha)
+    return gp.pareto_ltt_grouped(data, CTD, "dv", d, g, alpha, None, spec)
 
 
 def calibrate_uncertainty(
@@ -366,12 +316,17 @@ def calibrate_uncertainty(
     opt_fraction: float = 0.3,
     seed: int = 42,
     strict: bool = False,
+    groups: ArrayLike | None = None,
+    group_alpha: GroupAlpha | None = None,
+    per_group: bool = False,
 ) -> ThresholdCalibration:
     """ "Unc. calibrated": the CTD procedure on u(x) = −|F̂(p(x)) − 0.5|.
 
     F̂ is the empirical CDF of the calibration probe scores (stored as ``reference``; at
     deployment :meth:`ThresholdCalibration.delegate` takes probe scores). ``grid`` defaults to
-    linspace(min u − 0.01, max u + 0.01, 100) over the calibration u. Same guarantee as CTD.
+    linspace(min u − 0.01, max u + 0.01, 100) over the calibration u. Same guarantee as CTD;
+    ``groups``, ``group_alpha``, ``per_group`` as for :func:`calibrate_ctd` (method
+    ``"unc_calibrated_grouped"``).
     """
     data, alpha = _pareto_iv(
         labels, probe, expert, alpha, delta, performance, merge, opt_fraction, seed, strict
@@ -379,7 +334,13 @@ def calibrate_uncertainty(
     ref = np.sort(data.probe)
     u = uncertainty_from_sorted(data.probe, ref)
     g = threshold_grid_unchecked(u) if grid is None else check_grid(grid)
-    return pareto_ltt(data, UNC_CALIBRATED, "uncertainty", u, g, [alpha], ref)[0]
+    from . import grouped_policies as gp  # imports this module
+
+    if groups is None:
+        gp.no_groups_iv(group_alpha, per_group)
+        return pareto_ltt(data, UNC_CALIBRATED, "uncertainty", u, g, [alpha], ref)[0]
+    spec = gp.group_caps_iv(groups, group_alpha, per_group, u.size, alpha)
+    return gp.pareto_ltt_grouped(data, UNC_CALIBRATED, "uncertainty", u, g, alpha, ref, spec)
 
 
 def budget_only_unchecked(
@@ -428,12 +389,17 @@ def calibrate_budget_only(
     delta: float = 0.1,
     grid: ArrayLike | None = None,
     strict: bool = False,
+    groups: ArrayLike | None = None,
+    group_alpha: GroupAlpha | None = None,
+    per_group: bool = False,
 ) -> ThresholdCalibration:
     """Budget-only LTT: certify τ from the largest down, return the smallest certified τ.
 
     Uses the whole calibration set (no opt/ht split, as the reference). Guarantee: with
     probability ≥ 1 − δ every certified τ — hence the returned one — has true budget ≤ α
-    (Learn-then-Test, CTD paper §3).
+    (Learn-then-Test, CTD paper §3). ``groups``, ``group_alpha``, ``per_group`` as for
+    :func:`calibrate_ctd`, without the opt split (method ``"budget_only_grouped"``; per group
+    the smallest certified τ of each group).
     """
     alpha = check_budget(alpha)
     delta = check_level(delta, "delta")
@@ -441,7 +407,14 @@ def calibrate_budget_only(
         raise TypeError(f"strict: expected a bool, got {type(strict).__name__}")
     s = as_float_array(scores, "scores", ndim=1)
     g = threshold_grid_unchecked(s) if grid is None else check_grid(grid)
-    return budget_only_unchecked(s, g, alpha, delta, bool(strict), array_sha256(s))
+    from . import grouped_policies as gp  # imports this module
+
+    if groups is None:
+        gp.no_groups_iv(group_alpha, per_group)
+        return budget_only_unchecked(s, g, alpha, delta, bool(strict), array_sha256(s))
+    spec = gp.group_caps_iv(groups, group_alpha, per_group, s.size, alpha)
+    sha256 = array_sha256(np.stack([s, spec.inverse]))
+    return gp.budget_only_grouped(s, g, alpha, delta, bool(strict), sha256, spec)
 
 
 def plug_in_unchecked(

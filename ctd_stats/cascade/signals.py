@@ -28,6 +28,7 @@ from .._validation import (
     check_grid,
     check_level,
     check_positive_int,
+    plain,
 )
 from ..typing import FloatArray, IntArray
 from .metrics import (
@@ -109,7 +110,7 @@ def check_margin(margin: float, name: str = "margin") -> float:
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(margin).__name__}")
     if not (margin >= 0 and math.isfinite(margin)):
-        raise ValueError(f"{name}: must be finite and >= 0, got {margin!r}")
+        raise ValueError(f"{name}: must be finite and >= 0, got {plain(margin)}")
     return float(margin)
 
 

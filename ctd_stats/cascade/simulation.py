@@ -32,7 +32,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
-from .._validation import FloatArray, as_float_array, check_level, check_positive_int, check_seed
+from .._validation import (
+    FloatArray,
+    as_float_array,
+    check_level,
+    check_positive_int,
+    check_seed,
+    plain,
+)
 from .metrics import CascadeTable
 
 __all__ = ["SimulationParameters", "simulate_cascade"]
@@ -88,7 +95,7 @@ class SimulationParameters:
                 raise ValueError(f"{name}: expected {k} values (one per group)")
         w = as_float_array(self.group_weights, "group_weights", ndim=1, low=0.0)
         if not np.isclose(w.sum(), 1.0):
-            raise ValueError(f"group_weights: must sum to 1, got {w.sum()!r}")
+            raise ValueError(f"group_weights: must sum to 1, got {plain(w.sum())}")
         for name in ("probe_accuracy", "expert_accuracy"):
             acc = as_float_array(getattr(self, name), name, ndim=1, low=0.0, high=1.0)
             if np.any(acc <= 0.5) or np.any(acc >= 1.0):
@@ -100,7 +107,7 @@ class SimulationParameters:
             ):
                 raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
             if not math.isfinite(value):
-                raise ValueError(f"{name}: must be finite, got {value!r}")
+                raise ValueError(f"{name}: must be finite, got {plain(value)}")
         for name in ("probe_noise", "expert_noise"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0")
@@ -154,7 +161,7 @@ def simulate_cascade(
     ):
         raise TypeError(f"dv_offset: expected a number, got {type(dv_offset).__name__}")
     if not math.isfinite(dv_offset):
-        raise ValueError(f"dv_offset: must be finite, got {dv_offset!r}")
+        raise ValueError(f"dv_offset: must be finite, got {plain(dv_offset)}")
     w: FloatArray = np.asarray(prm.group_weights, dtype=np.float64)
     if group_weights is not None:
         w = as_float_array(group_weights, "group_weights", ndim=1, low=0.0)

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._streaming import NO_ALARM, Step, Trace, check_state
-from .._validation import as_binary_array, as_float_array, check_level
+from .._validation import as_binary_array, as_float_array, check_level, plain
 from ..online.betting import BettingMonitor, BettingState, betting_eprocess
 from ..typing import FloatArray, IntArray
 from .signals import check_budget
@@ -117,7 +117,7 @@ class BudgetMonitor(BettingMonitor):
             delegated == 0 or delegated == 1
         ):
             return super().update(state, float(delegated))
-        raise ValueError(f"delegated: must be a bool or 0/1, got {delegated!r}")
+        raise ValueError(f"delegated: must be a bool or 0/1, got {plain(delegated)}")
 
     def run(
         self, delegated: ArrayLike, /, *, state: BettingState | None = None

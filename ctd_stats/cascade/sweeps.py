@@ -10,17 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
 from .._serialize import array_sha256
-from .._validation import BoolArray, FloatArray, IntArray, check_grid, check_positive_int
+from .._validation import BoolArray, FloatArray, IntArray, check_grid, check_positive_int, plain
 from ..splits import split_indices
+from . import grouped_policies as gp
 from .baselines import oracle_masks_unchecked, topk_budgets_unchecked, topk_masks_unchecked
-from .calibration import BUDGET_ONLY, CTD, UNC_CALIBRATED, ThresholdCalibration
+from .calibration import (
+    BUDGET_ONLY,
+    BUDGET_ONLY_GROUPED,
+    CTD,
+    CTD_GROUPED,
+    UNC_CALIBRATED,
+    ThresholdCalibration,
+)
 from .metrics import (
     CascadeMetrics,
     CascadeTable,
@@ -44,6 +52,7 @@ from .protocol import (
 from .signals import check_budget, threshold_grid_unchecked, uncertainty_from_sorted
 
 __all__ = [
+    "GROUPED_METHOD_LABELS",
     "FAICScore",
     "SweepCurve",
     "SweepPoint",
@@ -52,6 +61,13 @@ __all__ = [
     "sweep_delegation_mask",
     "sweep_group_summary",
 ]
+
+
+#: Display labels of the grouped sweep methods (beside :data:`~ctd_stats.cascade.METHOD_LABELS`).
+GROUPED_METHOD_LABELS: Final[dict[str, str]] = {
+    CTD_GROUPED: "CTD (group caps)",
+    BUDGET_ONLY_GROUPED: "Budget-only LTT (group caps)",
+}
 
 
 @dataclass(frozen=True)
@@ -176,7 +192,7 @@ class SweepResult:
         pts = [p for p in self.points if p.method == method and p.batch_size == batch_size]
         if not pts:
             raise ValueError(
-                f"method: no points for ({method!r}, batch_size={batch_size}); "
+                f"method: no points for ({plain(method)}, batch_size={batch_size}); "
                 f"available: {list(self.methods)}"
             )
         pts.sort(key=lambda p: p.alpha)
@@ -195,7 +211,7 @@ class SweepResult:
         """The calibrated policy of ``method`` at the budget closest to ``alpha``."""
         cands = [c for c in self.calibrations if c.method == method]
         if not cands:
-            raise ValueError(f"method: no calibrations for {method!r}")
+            raise ValueError(f"method: no calibrations for {plain(method)}")
         return min(cands, key=lambda c: abs(c.alpha - alpha))
 
 
@@ -239,7 +255,11 @@ def _points(
 
 
 def sweep(
-    table: CascadeTable, *, settings: CTDSettings | str = "reference", grid: ArrayLike | None = None
+    table: CascadeTable,
+    *,
+    settings: CTDSettings | str = "reference",
+    grid: ArrayLike | None = None,
+    group_alpha: gp.GroupAlpha | Literal["alpha"] | None = None,
 ) -> SweepResult:
     """Run every method at every budget on ``table`` with the given protocol.
 
@@ -248,6 +268,12 @@ def sweep(
     calibrate CTD, Unc. calibrated and budget-only LTT at every α; on the evaluation split
     evaluate them, the global oracle at every α, and Unc./DV/Oracle top-k for every batch size
     and k; finally FAIC of each method (AUROC and accuracy) against the global oracle.
+
+    ``group_alpha`` (beyond the paper) adds the grouped policies ``"ctd_grouped"`` and
+    ``"budget_only_grouped"`` (:mod:`~ctd_stats.cascade.grouped_policies`, one shared threshold
+    with the overall budget α and a cap per group of ``table.groups``): ``"alpha"`` caps every
+    group at the sweep's α (at α = 1 nothing is capped: the ungrouped calibration), otherwise
+    fixed caps (a number, a mapping group → cap, or a sequence in sorted-group order).
     """
     if not isinstance(table, CascadeTable):
         raise TypeError(f"table: expected a CascadeTable, got {type(table).__name__}")
@@ -306,6 +332,14 @@ def sweep(
             st.merge,
         )
         calibrations += cals
+    if group_alpha is not None:
+        for method in (CTD_GROUPED, BUDGET_ONLY_GROUPED):
+            cals = [_grouped(method, data, cal, g, a, group_alpha) for a in a_list]
+            masks = np.stack([c._delegate(ev.dv) for c in cals])
+            thresholds = [c.threshold for c in cals]
+            found = [c.found for c in cals]
+            points += _points(method, None, alphas, thresholds, found, ev, masks, st.merge)
+            calibrations += cals
 
     v_eval = delegation_value_unchecked(ev.labels, ev.probe, ev.expert)
     oracle = oracle_masks_unchecked(v_eval, alphas)
@@ -345,6 +379,8 @@ def sweep(
     faic_curves.append((BUDGET_ONLY, None))
     if largest is not None:
         faic_curves += [(UNC_TOPK, largest), (DV_TOPK, largest), (ORACLE_TOPK, largest)]
+    if group_alpha is not None:  # after the paper's curves, which stay as they were
+        faic_curves += [(CTD_GROUPED, None), (BUDGET_ONLY_GROUPED, None)]
     for method, bsz in faic_curves:
         mc = partial.curve(method, batch_size=bsz)
         scores.append(
@@ -360,6 +396,36 @@ def sweep(
             )
         )
     return replace(partial, faic=tuple(scores))
+
+
+def _grouped(
+    method: str,
+    data: ParetoData,
+    cal: CascadeTable,
+    grid: FloatArray,
+    alpha: float,
+    group_alpha: gp.GroupAlpha | Literal["alpha"],
+) -> ThresholdCalibration:
+    """One grouped calibration of the sweep (shared threshold, caps from ``group_alpha``)."""
+    ctd = method == CTD_GROUPED
+    if isinstance(group_alpha, str) and group_alpha == "alpha":
+        if alpha >= 1.0:  # a cap of 1 binds nothing: the ungrouped calibration
+            plain = (
+                pareto_ltt(data, CTD, "dv", cal.dv, grid, [alpha], None)[0]
+                if ctd
+                else budget_only_unchecked(
+                    cal.dv, grid, alpha, data.delta, data.strict, array_sha256(cal.dv)
+                )
+            )
+            return replace(plain, method=method)
+        caps: gp.GroupAlpha | None = None
+    else:
+        caps = group_alpha
+    spec = gp.group_caps_iv(cal.groups, caps, False, cal.n, alpha, name="table")
+    if ctd:
+        return gp.pareto_ltt_grouped(data, CTD, "dv", cal.dv, grid, alpha, None, spec)
+    sha = array_sha256(np.stack([cal.dv, spec.inverse]))
+    return gp.budget_only_grouped(cal.dv, grid, alpha, data.delta, data.strict, sha, spec)
 
 
 def sweep_delegation_mask(
@@ -384,7 +450,7 @@ def sweep_delegation_mask(
         raise ValueError("table: must be the CascadeTable the sweep was run on")
     check_budget(alpha)
     ev = table.take(result.eval_index)
-    if method in (CTD, UNC_CALIBRATED, BUDGET_ONLY):
+    if method in (CTD, UNC_CALIBRATED, BUDGET_ONLY, CTD_GROUPED, BUDGET_ONLY_GROUPED):
         cal = result.calibration(method, alpha)
         return cal._delegate(_eval_signal(cal, ev))
     if method == GLOBAL_ORACLE:
@@ -393,7 +459,7 @@ def sweep_delegation_mask(
         return oracle
     signals = {UNC_TOPK: (ev.probe, "median"), DV_TOPK: (ev.dv, "top"), ORACLE_TOPK: (None, "top")}
     if method not in signals:
-        raise ValueError(f"method: must be one of {list(METHOD_NAMES)}, got {method!r}")
+        raise ValueError(f"method: must be one of {list(METHOD_NAMES)}, got {plain(method)}")
     if batch_size is None:
         raise ValueError("batch_size: required for the batched top-k methods")
     b = check_positive_int(batch_size, "batch_size")

@@ -1,25 +1,28 @@
 """Shared pieces of the alarm-threshold calibrations (CRC and UCB): grids, input checks, reprs.
 
-Validation happens here once, at the public edge (:func:`calibration_inputs`); the CRC and UCB
-kernels trust what they receive.
+Validation happens here once, at the public edge (:func:`calibration_inputs`,
+:func:`grouped_minima`); the CRC and UCB kernels trust what they receive.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
-from .._validation import as_float_array, check_choice, check_grid
-from ..typing import FloatArray
+from .._validation import as_float_array, check_choice, check_grid, plain
+from ..grouped import group_labels
+from ..typing import BoolArray, FloatArray, IntArray
 from .trajectories import Trajectories
 
 Risk = Literal["false_alarm", "missed_detection"]
 RISKS: Final[tuple[str, ...]] = ("false_alarm", "missed_detection")
 PAPER_GRID_SIZE: Final[int] = 10001
 GridArg = ArrayLike | Literal["paper"] | None
+#: A group label: an integer or a non-empty string (see :func:`ctd_stats.grouped.group_labels`).
+Label = int | str
 
 
 def paper_grid() -> FloatArray:
@@ -48,6 +51,40 @@ def resolve_grid(grid: GridArg) -> FloatArray | None:
         check_choice(grid, "grid", ("paper",))
         return paper_grid()
     return check_grid(grid, "grid", finite=False)
+
+
+def grouped_minima(
+    calibration: Trajectories | ArrayLike, mins: FloatArray, risk: str, groups: ArrayLike
+) -> tuple[tuple[Label, ...], tuple[FloatArray, ...]]:
+    """Sorted group labels and each group's calibration minima (in calibration order).
+
+    ``mins`` are the validated minima of ``calibration`` (from :func:`calibration_inputs`).
+    ``groups`` has one label per trajectory of ``calibration`` (all of them, both classes, for
+    :class:`Trajectories`; one per minimum otherwise). Every label must keep at least one
+    trajectory of the class that calibrates ``risk``.
+    """
+    if isinstance(calibration, Trajectories):
+        want = 1 if risk == "false_alarm" else 0
+        keep = calibration.require_labels("calibration") == want
+        rows, what = calibration.n_trajectories, "trajectories"
+    else:
+        keep = np.ones(len(mins), dtype=np.bool_)
+        rows, what = len(mins), "calibration minima"
+    labels, inverse = group_labels(groups, "groups")
+    if len(inverse) != rows:
+        raise ValueError(f"groups: has {len(inverse)} labels for {rows} {what} (one per row)")
+    inv = inverse[keep]
+    sizes = np.bincount(inv, minlength=len(labels))
+    if not sizes.all():
+        kind = "correct (label 1)" if risk == "false_alarm" else "incorrect (label 0)"
+        empty = labels[int(np.argmin(sizes))]
+        raise ValueError(
+            f"groups: group {plain(empty)} has no {kind} trajectory to calibrate {risk}"
+        )
+    # A stable sort keeps each group's rows in calibration order (WSR depends on the order).
+    perm = np.argsort(inv, kind="stable")
+    parts = np.split(mins[perm], np.cumsum(sizes)[:-1])
+    return labels, tuple(parts)
 
 
 def calibration_inputs(
@@ -88,6 +125,7 @@ class ThresholdResult:
     _repr_lines: ClassVar[tuple[str, ...]] = ()
     found: bool
     threshold: float
+    n: int
     index: int | None
     reason: str | None
     min_n: int | None
@@ -100,3 +138,71 @@ class ThresholdResult:
                 head += f", index={self.index}"
             return result_repr(self, head, lines)
         return result_repr(self, "found=False", ["reason", "min_n", "threshold", *lines])
+
+
+R = TypeVar("R", bound=ThresholdResult)
+
+
+class GroupedThresholdResult(Generic[R]):
+    """Lookup by group, per-group arrays and the repr of a grouped threshold result.
+
+    A mixin for frozen dataclasses with ``groups`` (labels in sorted order) and ``results``
+    (one ungrouped threshold result per group, in the same order); declare them with
+    ``repr=False`` so this ``__repr__`` is used.
+    """
+
+    _repr_lines: ClassVar[tuple[str, ...]] = ()
+    groups: tuple[Label, ...]
+    results: tuple[R, ...]
+
+    def group_index(self, group: Label | np.integer[Any]) -> int:
+        """Position of ``group`` in :attr:`groups`; ``ValueError`` naming ``group`` if unknown."""
+        for i, g in enumerate(self.groups):
+            same_kind = type(g) is type(group) or (
+                isinstance(group, np.integer) and isinstance(g, int)
+            )
+            if same_kind and g == group:
+                return i
+        raise ValueError(f"group: {plain(group)} is not one of the calibrated groups {self.groups}")
+
+    def result_for(self, group: Label | np.integer[Any]) -> R:
+        """The threshold result of ``group`` (its ``found``, ``reason``, ``min_n``, ``n``)."""
+        return self.results[self.group_index(group)]
+
+    def threshold_for(self, group: Label | np.integer[Any]) -> float:
+        """The alarm threshold of ``group`` (its safe ±inf when nothing was certified)."""
+        return self.results[self.group_index(group)].threshold
+
+    def thresholds(self) -> dict[Label, float]:
+        """``{group: threshold_for(group)}`` for every group, in group order."""
+        return {g: r.threshold for g, r in zip(self.groups, self.results, strict=True)}
+
+    @property
+    def threshold_array(self) -> FloatArray:
+        """Thresholds in group order, shape (G,)."""
+        return np.array([r.threshold for r in self.results], dtype=np.float64)
+
+    @property
+    def found(self) -> BoolArray:
+        """Per group: whether a threshold was certified, shape (G,)."""
+        return np.array([r.found for r in self.results], dtype=np.bool_)
+
+    @property
+    def n(self) -> IntArray:
+        """Calibration trajectories per group, shape (G,)."""
+        return np.array([r.n for r in self.results], dtype=np.int64)
+
+    def __repr__(self) -> str:
+        found = self.found
+        head = f"groups={len(self.groups)}, found={int(found.sum())}/{len(self.groups)}"
+        lines: list[str | tuple[str, Any]] = []
+        if not found.all():
+            first = int(np.argmin(found))
+            lines.append(("reason", f"group {self.groups[first]!r}: {self.results[first].reason}"))
+        lines += [
+            ("groups", self.groups),
+            ("thresholds", self.threshold_array),
+            ("n", self.n),
+            *self._repr_lines,
+        ]
+        return result_repr(self, head, lines)

@@ -18,14 +18,27 @@ Every function works on the closed form (exact, all distinct calibration values 
 or on a grid; ``grid="paper"`` is the online-monitoring paper's ``linspace(0, 1, 10001)``. A grid
 threshold is always on the conservative side of the closed form. When nothing can be certified
 the result says so (``found=False``, ``reason``, ``min_n``) and keeps the safe threshold.
+
+``groups=`` (one label per trajectory: task type, dataset, length bucket) gives one threshold per
+group, each calibrated on its own rows: CRC in expectation for each group separately
+(:class:`GroupedCRCThreshold`), UCB for all groups at once at δ/G per group (Bonferroni,
+:class:`GroupedUCBThreshold`).
 """
 
 from __future__ import annotations
 
 from ._calibration_common import PAPER_GRID_SIZE, RISKS, GridArg, Risk, paper_grid
-from .crc import CRCThreshold, GeneralCRCThreshold, crc_general, crc_threshold, crc_thresholds
+from .crc import (
+    CRCThreshold,
+    GeneralCRCThreshold,
+    GroupedCRCThreshold,
+    crc_general,
+    crc_threshold,
+    crc_thresholds,
+)
 from .ucb import (
     UCB_BOUNDS,
+    GroupedUCBThreshold,
     UCBThreshold,
     paper_nonstandard_hb_pvalue,
     ucb_threshold,
@@ -39,6 +52,8 @@ __all__ = [
     "CRCThreshold",
     "GeneralCRCThreshold",
     "GridArg",
+    "GroupedCRCThreshold",
+    "GroupedUCBThreshold",
     "Risk",
     "UCBThreshold",
     "crc_general",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._validation import as_binary_array, as_float_array, check_level
+from .._validation import as_binary_array, as_float_array, check_level, plain
 from ..typing import FloatArray
 
 __all__ = ["importance_weighted_losses"]
@@ -73,11 +73,11 @@ def importance_weighted_losses(
            [0., 0.]])
     """
     if not (isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound > 0):
-        raise ValueError(f"bound: must be a positive number, got {bound!r}")
+        raise ValueError(f"bound: must be a positive number, got {plain(bound)}")
     raw = _losses_with_nan(losses)
     single = raw.ndim == 1
     rows = raw.reshape(1, -1) if single else raw
-    a = as_binary_array(np.reshape(np.asarray(audited), -1), "audited").astype(bool)
+    a = as_binary_array(np.reshape(_read(audited, "audited"), -1), "audited").astype(bool)
     if a.size != rows.shape[0]:
         want = "a scalar" if single else f"{rows.shape[0]} values (one per input)"
         raise ValueError(f"audited: expected {want}, got {a.size}")
@@ -86,12 +86,12 @@ def importance_weighted_losses(
         raise ValueError(f"pi: expected one probability or {a.size}, got {p.size}")
     if np.any(p <= 0.0) or np.any(p > 1.0):
         raise ValueError(
-            f"pi: audit probabilities must lie in (0, 1], got {p.min()!r}..{p.max()!r}"
+            f"pi: audit probabilities must lie in (0, 1], got {plain(p.min())}..{plain(p.max())}"
         )
     if pi_min is not None:
         floor = check_level(pi_min, "pi_min", closed_right=True)
         if p.min() < floor:
-            raise ValueError(f"pi: must be >= pi_min = {floor!r}, found {float(p.min())!r}")
+            raise ValueError(f"pi: must be >= pi_min = {plain(floor)}, found {float(p.min())}")
     missing = np.isnan(rows)
     if np.any(~missing[~a]):
         raise ValueError("losses: a label (non-NaN loss) was given for an unaudited input")
@@ -99,7 +99,7 @@ def importance_weighted_losses(
         raise ValueError("losses: an audited input has a missing (NaN) loss")
     seen = rows[a]
     if seen.size and (seen.min() < 0.0 or seen.max() > bound):
-        raise ValueError(f"losses: audited losses must lie in [0, {bound!r}]")
+        raise ValueError(f"losses: audited losses must lie in [0, {plain(bound)}]")
     pis = np.broadcast_to(p, a.shape)[:, None]
     out = np.where(a[:, None], np.where(missing, 0.0, rows) / pis, 0.0)
     return out[0] if single else out
@@ -109,7 +109,7 @@ def _losses_with_nan(losses: ArrayLike) -> FloatArray:
     """A 1-d or 2-d float array in which NaN (no label) is allowed; ±inf is not."""
     if isinstance(losses, (str, bytes)):
         raise TypeError(f"losses: expected an array of numbers, got {type(losses).__name__}")
-    arr = np.asarray(losses)
+    arr = _read(losses, "losses")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"losses: expected numbers, got an array of dtype {arr.dtype}")
     arr = arr.astype(np.float64)
@@ -118,3 +118,11 @@ def _losses_with_nan(losses: ArrayLike) -> FloatArray:
     if np.isinf(arr).any():
         raise ValueError("losses: contains infinite values")
     return arr
+
+
+def _read(value: ArrayLike, name: str) -> np.ndarray:
+    """``np.asarray(value)``, a ragged sequence refused with an error that names ``name``."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: cannot be read as an array ({exc})") from None

@@ -37,149 +37,31 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._repr import result_repr
-from .._serialize import JSONSerializable, exact_eq
-from .._streaming import NO_ALARM, Step
+from .._streaming import NO_ALARM
 from .._validation import (
     as_float_array,
     check_choice,
     check_level,
     check_positive_int,
+    plain,
 )
 from ..fwer import Order, resolve_order
 from ..ltt import LTTResult
 from ..typing import BoolArray, FloatArray, IntArray
-from ._bet import BetArrays, bet_block, bet_start, bet_step, running_sums
+from ._anytime_run import run_blocks
+from ._bet import bet_start, bet_step
+from .anytime_state import AnytimeLTTRun, AnytimeLTTState, CertificationStep
 
 __all__ = ["AnytimeLTT", "AnytimeLTTRun", "AnytimeLTTState", "CertificationStep"]
 
 _STRATEGIES: Final[tuple[str, ...]] = ("ons", "agrapa", "fixed")
-#: Cells (rows × r·m) per block of the batch path: ~0.5 MB temporaries stay in cache.
+#: Cells (rows × r·m) per block of the batch path: its four 0.5 MB buffers fit in L2 cache.
 _BLOCK_CELLS: Final[int] = 1 << 16
 
 
 def _frozen(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     a.setflags(write=False)
     return a
-
-
-@exact_eq
-@dataclass(frozen=True, repr=False)
-class AnytimeLTTState(JSONSerializable, kind="ctd_stats.AnytimeLTTState"):
-    """Frozen state of an :class:`AnytimeLTT` after ``t`` inputs (arrays are read-only).
-
-    Attributes
-    ----------
-    t
-        Inputs seen over the whole deployment (every epoch).
-    epoch, epoch_start
-        The current epoch (0 until the first :meth:`AnytimeLTT.restart`) and the 0-based index
-        of its first input.
-    certified
-        Boolean mask over the grid (grid order): the certified set of this epoch.
-    index
-        The most aggressive certified grid index (last certified in the testing order), or
-        ``None`` while nothing is certified.
-    certified_step
-        0-based input index at which each grid point was certified (``NO_ALARM`` = not yet).
-    crossed
-        (n_risks, m): whether each risk's wealth has crossed 1/δ_e this epoch (latched).
-    log_wealth, next_bet, sum_x, sum_sq_dev, ons_a
-        (n_risks, m): the log wealth and the bet kernel's state (``next_bet`` is predictable).
-    fingerprint
-        Identifies the monitor's grid, order, α, δ, bounds and bet options; a state is refused
-        by a monitor with another fingerprint.
-    """
-
-    t: int
-    epoch: int
-    epoch_start: int
-    certified: BoolArray
-    index: int | None
-    certified_step: IntArray
-    crossed: BoolArray
-    log_wealth: FloatArray
-    next_bet: FloatArray
-    sum_x: FloatArray
-    sum_sq_dev: FloatArray
-    ons_a: FloatArray
-    fingerprint: str
-
-    def __post_init__(self) -> None:
-        for name in (
-            "certified",
-            "certified_step",
-            "crossed",
-            "log_wealth",
-            "next_bet",
-            "sum_x",
-            "sum_sq_dev",
-            "ons_a",
-        ):
-            _frozen(getattr(self, name))
-
-    @property
-    def found(self) -> bool:
-        """Whether anything is certified in this epoch."""
-        return self.index is not None
-
-    def _json_meta(self) -> dict[str, Any]:
-        return {
-            "guarantee": (
-                "checkpoint of an anytime-valid Learn-then-Test certifier (with probability at "
-                "least 1 - delta, at every time, every certified threshold has risk <= alpha)"
-            ),
-            "n": self.t,
-            "calibration_sha256": None,
-            "settings": {"fingerprint": self.fingerprint, "epoch": self.epoch},
-        }
-
-    def __repr__(self) -> str:
-        return result_repr(
-            self,
-            f"t={self.t}, epoch={self.epoch}, index={self.index}",
-            [("n_certified", int(self.certified.sum())), "certified", "epoch_start", "log_wealth"],
-        )
-
-
-@dataclass(frozen=True, repr=False)
-class CertificationStep(Step):
-    """The :class:`~ctd_stats._streaming.Step` of a certifier, with the certified set's frontier.
-
-    For a certifier an *alarm* is a rejection: ``alarm`` is True once anything is certified in
-    this epoch, ``new_alarm`` when the certified set grew at this input, ``alarm_step`` the
-    0-based input at which the first threshold was certified. ``x`` is the loss (first risk) and
-    ``statistic`` the log wealth (smallest over risks) of the *frontier*: the first threshold in
-    the testing order not yet certified (the last one when all are). ``index`` and
-    ``n_certified`` describe the certified set after this input.
-    """
-
-    index: int | None = None
-    n_certified: int = 0
-
-    def __repr__(self) -> str:
-        return result_repr(self, f"t={self.t}, index={self.index}")
-
-
-@dataclass(frozen=True, repr=False)
-class AnytimeLTTRun:
-    """What :meth:`AnytimeLTT.run` returns for a block of T inputs.
-
-    ``state`` equals the state after T calls of :meth:`AnytimeLTT.update` (bit for bit);
-    ``index`` (T,) is the most aggressive certified grid index after each input (``NO_ALARM``
-    while nothing is certified) and ``n_certified`` (T,) the size of the certified set.
-    """
-
-    state: AnytimeLTTState
-    index: IntArray
-    n_certified: IntArray
-
-    def __repr__(self) -> str:
-        return result_repr(
-            self,
-            f"T={self.index.size}, index={self.state.index}",
-            [("index", self.index), ("n_certified", self.n_certified)],
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,14 +148,14 @@ class AnytimeLTT:
         alphas = np.atleast_1d(as_float_array(self.alpha, "alpha", ndim=(0, 1)))
         bounds = np.atleast_1d(as_float_array(self.bound, "bound", ndim=(0, 1)))
         if bounds.min() <= 0.0:
-            raise ValueError(f"bound: must be positive, got {self.bound!r}")
+            raise ValueError(f"bound: must be positive, got {plain(self.bound)}")
         if bounds.size not in (1, alphas.size):
             raise ValueError(
                 f"bound: give one bound or one per risk ({alphas.size}), got {bounds.size}"
             )
         bounds = np.broadcast_to(bounds, alphas.shape).copy()
         if np.any(alphas <= 0.0) or np.any(alphas >= bounds):
-            raise ValueError(f"alpha: each level must lie in (0, bound), got {self.alpha!r}")
+            raise ValueError(f"alpha: each level must lie in (0, bound), got {plain(self.alpha)}")
         check_choice(self.strategy, "strategy", _STRATEGIES)
         check_level(self.max_bet_fraction, "max_bet_fraction")
         check_level(self.fixed_fraction, "fixed_fraction", closed_right=True)
@@ -333,7 +215,7 @@ class AnytimeLTT:
             raise ValueError("warm_start: was run with another testing order")
         if not ws.delta < delta:
             raise ValueError(
-                f"warm_start: its delta ({ws.delta!r}) is delta_batch and must be < delta "
+                f"warm_start: its delta ({plain(ws.delta)}) is delta_batch and must be < delta "
                 f"({delta!r}); the online certifier spends delta - delta_batch"
             )
         return delta - ws.delta
@@ -377,36 +259,53 @@ class AnytimeLTT:
         The bets used on x were fixed before x was seen (``state.next_bet``).
         """
         self._check_state(state)
-        loss = self._check_losses(x, "x", ndim=2)
+        loss = self._checked(x, "x", ndim=2)
         kernel_x = 1.0 - loss.reshape(-1) / self._stream_bound
-        bets = self._bet_arrays(state)
-        new_bets, used = bet_step(
-            bets,
-            kernel_x,
-            self._rate,
-            self._cap,
-            self.fixed_fraction,
-            self.strategy,
+        bets = (
+            state.t - state.epoch_start,
+            state.next_bet.reshape(-1),
+            state.sum_x.reshape(-1),
+            state.sum_sq_dev.reshape(-1),
+            state.ons_a.reshape(-1),
+        )
+        rate = self._rate
+        (_, next_bet, sum_x, sum_sq, ons_a), used = bet_step(
+            bets, kernel_x, rate, self._cap, self.fixed_fraction, self.strategy
         )
         shape = state.log_wealth.shape
-        log_w = state.log_wealth + np.log1p(used * (kernel_x - self._rate)).reshape(shape)
-        crossed = state.crossed | (log_w >= -math.log(self.epoch_delta(state.epoch)))
-        certified, index, cert_step, n_new = self._certify(state, crossed, state.t)
-        new = self._make(state.t + 1, state, certified, index, cert_step, crossed, log_w, new_bets)
+        log_w = state.log_wealth + np.log1p(used * (kernel_x - rate)).reshape(shape)
+        hit = log_w >= -math.log(self.epoch_delta(state.epoch))
+        certified, index, cert_step, n_new = state.certified, state.index, state.certified_step, 0
+        crossed = state.crossed
+        if (hit > crossed).any():  # a new crossing (latched): the prefix may grow
+            crossed = crossed | hit
+            certified, index, cert_step, n_new = self._certify(state, crossed, state.t)
+        new = AnytimeLTTState(
+            t=state.t + 1,
+            epoch=state.epoch,
+            epoch_start=state.epoch_start,
+            certified=certified,
+            index=index,
+            certified_step=cert_step,
+            crossed=crossed,
+            log_wealth=log_w,
+            next_bet=next_bet.reshape(shape),
+            sum_x=sum_x.reshape(shape),
+            sum_sq_dev=sum_sq.reshape(shape),
+            ons_a=ons_a.reshape(shape),
+            fingerprint=self.fingerprint,
+        )
         return new, self._step(new, loss, n_new > 0)
 
     def run(self, state: AnytimeLTTState, losses: ArrayLike, /) -> AnytimeLTTRun:
-        """T inputs at once: ``losses`` (T, m) or (T, n_risks, m); same states as ``update``."""
+        """T inputs at once: ``losses`` (T, m) or (T, n_risks, m); same states as ``update``.
+
+        Validated once, then processed in blocks of rows (vectorised over time for ``"agrapa"``
+        and ``"fixed"`` bets) on reused float64 buffers; the state is built once, at the end.
+        """
         self._check_state(state)
-        block = self._check_losses(losses, "losses", ndim=3)
-        n_in = block.shape[0]
-        index = np.full(n_in, NO_ALARM, dtype=np.int64)
-        n_cert = np.zeros(n_in, dtype=np.int64)
-        rows = max(1, _BLOCK_CELLS // max(1, block[0].size))
-        for lo in range(0, n_in, rows):
-            chunk = block[lo : lo + rows]
-            state = self._run_block(state, chunk, index[lo : lo + rows], n_cert[lo : lo + rows])
-        return AnytimeLTTRun(state=state, index=_frozen(index), n_certified=_frozen(n_cert))
+        block = self._checked(losses, "losses", ndim=3)
+        return run_blocks(self, state, block, _BLOCK_CELLS)
 
     def deployable_index(self, state: AnytimeLTTState, /) -> int | None:
         """The threshold to deploy: the online ``index``, or in epoch 0 the batch warm start's
@@ -424,58 +323,23 @@ class AnytimeLTT:
     # ------------------------------------------------------------------ internals
     def _fresh(self, *, t: int, epoch: int) -> AnytimeLTTState:
         r, m = self.n_risks, self.m
-        start = bet_start(r * m, self.strategy, self._cap, self.fixed_fraction)
-        zeros = np.zeros((r, m))
-        return self._make(
-            t,
-            None,
-            np.zeros(m, dtype=bool),
-            None,
-            np.full(m, NO_ALARM, dtype=np.int64),
-            np.zeros((r, m), dtype=bool),
-            zeros,
-            start,
-            epoch=epoch,
+        _, next_bet, sum_x, sum_sq, ons_a = bet_start(
+            r * m, self.strategy, self._cap, self.fixed_fraction
         )
-
-    def _make(
-        self,
-        t: int,
-        prev: AnytimeLTTState | None,
-        certified: BoolArray,
-        index: int | None,
-        cert_step: IntArray,
-        crossed: BoolArray,
-        log_w: FloatArray,
-        bets: BetArrays,
-        *,
-        epoch: int = 0,
-    ) -> AnytimeLTTState:
-        shape = (self.n_risks, self.m)
-        _, next_bet, sum_x, sum_sq, ons_a = bets
         return AnytimeLTTState(
             t=t,
-            epoch=epoch if prev is None else prev.epoch,
-            epoch_start=t if prev is None else prev.epoch_start,
-            certified=certified,
-            index=index,
-            certified_step=cert_step,
-            crossed=crossed,
-            log_wealth=log_w,
-            next_bet=np.array(next_bet, dtype=np.float64).reshape(shape),
-            sum_x=np.array(sum_x, dtype=np.float64).reshape(shape),
-            sum_sq_dev=np.array(sum_sq, dtype=np.float64).reshape(shape),
-            ons_a=np.array(ons_a, dtype=np.float64).reshape(shape),
+            epoch=epoch,
+            epoch_start=t,
+            certified=np.zeros(m, dtype=bool),
+            index=None,
+            certified_step=np.full(m, NO_ALARM, dtype=np.int64),
+            crossed=np.zeros((r, m), dtype=bool),
+            log_wealth=np.zeros((r, m)),
+            next_bet=next_bet.reshape(r, m),
+            sum_x=sum_x.reshape(r, m),
+            sum_sq_dev=sum_sq.reshape(r, m),
+            ons_a=ons_a.reshape(r, m),
             fingerprint=self.fingerprint,
-        )
-
-    def _bet_arrays(self, state: AnytimeLTTState) -> BetArrays:
-        return (
-            state.t - state.epoch_start,
-            state.next_bet.reshape(-1),
-            state.sum_x.reshape(-1),
-            state.sum_sq_dev.reshape(-1),
-            state.ons_a.reshape(-1),
         )
 
     def _check_state(self, state: Any) -> None:
@@ -500,15 +364,45 @@ class AnytimeLTT:
         if arr.shape[-2:] != (r, m):
             raise ValueError(f"{name}: expected (..., {r}, {m}) losses, got shape {arr.shape}")
         if arr.min() < 0.0:
-            raise ValueError(f"{name}: losses must be >= 0, found {arr.min()!r}")
+            raise ValueError(f"{name}: losses must be >= 0, found {plain(arr.min())}")
         bounds = self._bounds
         top = arr.max() if r == 1 else arr.reshape(-1, r, m).max(axis=(0, 2))
         if np.any(top > bounds):
             over = arr > bounds[:, None]
             raise ValueError(
-                f"{name}: losses must be <= bound {bounds.tolist()}, found {arr[over].max()!r}"
+                f"{name}: losses must be <= bound {bounds.tolist()}, found {plain(arr[over].max())}"
             )
         return arr
+
+    def _checked(self, value: ArrayLike, name: str, *, ndim: int) -> FloatArray | BoolArray:
+        """:meth:`_check_losses` without a float64 copy of a valid bool or float64 array.
+
+        (…, n_risks, m) losses; a bool array stays bool (the kernel's ``1 − L/B`` casts it,
+        with the same bits). Anything else, or anything invalid, goes through
+        :meth:`_check_losses`, which converts it or raises its error.
+        """
+        r, m = self.n_risks, self.m
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype in (np.float64, np.bool_)
+            and value.ndim in (ndim - 1, ndim)
+            and value.size
+            and value.shape[-1] == m
+            and (value.ndim == ndim or r == 1)
+        ):
+            arr = value if value.ndim == ndim else value.reshape(*value.shape[:-1], 1, m)
+            if arr.shape[-2] == r:
+                bounds = self._bounds
+                if arr.dtype == np.bool_:
+                    if bounds.min() >= 1.0 or not arr.any():
+                        return arr
+                elif arr.min() >= 0.0:  # False for NaN
+                    if r == 1:
+                        if arr.max() <= bounds[0]:
+                            return arr
+                    elif (arr.reshape(-1, r, m).max(axis=(0, 2)) <= bounds).all():
+                        return arr
+        return self._check_losses(value, name, ndim=ndim)
 
     def _certify(
         self, state: AnytimeLTTState, crossed: BoolArray, t: int
@@ -531,54 +425,22 @@ class AnytimeLTT:
         """Size of the certified prefix: the rank of ``index`` in the order, plus one."""
         return 0 if state.index is None else int(self._rank[state.index]) + 1
 
-    def _step(self, state: AnytimeLTTState, loss: FloatArray, grew: bool) -> CertificationStep:
+    def _step(
+        self, state: AnytimeLTTState, loss: FloatArray | BoolArray, grew: bool
+    ) -> CertificationStep:
         idx = self._idx
         n_cert = self._n_certified(state)
         front = int(idx[min(n_cert, idx.size - 1)])
         # the order's first threshold is certified first (certified steps grow along the order)
         first = int(state.certified_step[idx[0]]) if n_cert else None
+        wealth = state.log_wealth[:, front]  # the smallest over risks
         return CertificationStep(
             t=state.t - 1,
             x=float(loss[0, front]),
-            statistic=float(state.log_wealth[:, front].min()),
+            statistic=float(wealth[0] if wealth.size == 1 else wealth.min()),
             alarm=n_cert > 0,
             new_alarm=grew,
             alarm_step=first,
             index=state.index,
             n_certified=n_cert,
         )
-
-    def _run_block(
-        self, state: AnytimeLTTState, chunk: FloatArray, index_out: IntArray, n_out: IntArray
-    ) -> AnytimeLTTState:
-        rows, shape = chunk.shape[0], state.log_wealth.shape
-        kernel_x = 1.0 - chunk.reshape(rows, -1) / self._stream_bound
-        rate = self._rate
-        # the bets of the whole block (vectorised over time for agrapa / fixed; ons loops)
-        bets, used = bet_block(
-            self._bet_arrays(state), kernel_x, rate, self._cap, self.fixed_fraction, self.strategy
-        )
-        # log K_t: the same sequential sums as update's log_w + log1p(...), row after row
-        terms = np.log1p(used * (kernel_x - rate))
-        path = running_sums(state.log_wealth.reshape(-1), terms)[1:]
-        hit = path >= -math.log(self.epoch_delta(state.epoch))
-        # First crossing row per stream (−1 when crossed in an earlier block, rows when never).
-        first = np.where(hit.any(axis=0), np.argmax(hit, axis=0), rows)
-        first = np.where(state.crossed.reshape(-1), -1, first).reshape(shape).max(axis=0)
-        idx = self._idx
-        reached = np.maximum.accumulate(first[idx])  # row at which each order prefix is crossed
-        n_cert = np.searchsorted(reached, np.arange(rows), side="right")
-        n_out[:] = n_cert
-        index_out[:] = np.where(n_cert > 0, idx[np.maximum(n_cert - 1, 0)], NO_ALARM)
-        crossed = state.crossed | hit.any(axis=0).reshape(shape)
-        last = path[-1].reshape(shape).copy()
-        t_end = state.t + rows
-        certified, index, cert_step = state.certified, state.index, state.certified_step
-        n_old, n_new = int(certified.sum()), int(n_cert[-1])
-        if n_new > n_old:
-            certified = certified.copy()
-            certified[idx[:n_new]] = True
-            cert_step = cert_step.copy()
-            cert_step[idx[n_old:n_new]] = state.t + reached[n_old:n_new]
-            index = int(idx[n_new - 1])
-        return self._make(t_end, state, certified, index, cert_step, crossed, last, bets)

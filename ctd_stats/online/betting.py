@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 from .._repr import result_repr
 from .._serialize import JSONSerializable, exact_eq
 from .._streaming import NO_ALARM, Step, Trace, check_state
-from .._validation import as_float_array, check_choice, check_level
+from .._validation import as_float_array, check_choice, check_level, plain
 from ..typing import FloatArray, IntArray
 from ._bet import bet_path, first_bet, log_wealth_path
 from .monitors import latched_step
@@ -210,7 +210,7 @@ class BettingMonitor:
         check_state(state, BettingState)
         xv = float(x)
         if math.isnan(xv) or not 0.0 <= xv <= 1.0:
-            raise ValueError(f"x: must lie in [0, 1], got {x!r}")
+            raise ValueError(f"x: must lie in [0, 1], got {plain(x)}")
         bets_state = (state.t, state.next_bet, state.sum_x, state.sum_sq_dev, state.ons_a)
         (_, next_bet, sum_x, sum_sq, ons_a), _ = bet_path(
             bets_state, (xv,), self.alpha, self.max_bet, self.fixed_fraction, self.strategy

@@ -13,25 +13,40 @@ With k = 0 (n < 1/α − 1) nothing can be certified: the result says ``found=Fa
 smallest n that would work, and the threshold is the safe one (−∞ never alarm for false alarms,
 +∞ always alarm for missed detections). :func:`crc_general` handles any loss in [0, B] monotone
 in λ on a grid.
+
+With ``groups=`` (task type, dataset, length bucket: one label per trajectory) each group is
+calibrated on its own rows alone (Mondrian conformal risk control, beyond the papers): the
+closed form above with (n_g, k_g) of group g, so E[R_g(λ̂_g)] ≤ k_g/(n_g+1) ≤ α for EACH group,
+an expectation per group that needs no correction and says nothing about all groups at once.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._serialize import JSONSerializable, array_sha256, exact_eq
-from .._validation import as_float_array, check_choice, check_level, check_levels, check_sorted
+from .._validation import (
+    as_float_array,
+    check_choice,
+    check_level,
+    check_levels,
+    check_sorted,
+    plain,
+)
 from ..typing import FloatArray, IntArray
 from ._calibration_common import (
     GridArg,
+    GroupedThresholdResult,
+    Label,
     Risk,
     ThresholdResult,
     calibration_inputs,
+    grouped_minima,
     safe_threshold,
     uncertified,
 )
@@ -40,6 +55,7 @@ from .trajectories import Trajectories
 __all__ = [
     "CRCThreshold",
     "GeneralCRCThreshold",
+    "GroupedCRCThreshold",
     "crc_general",
     "crc_threshold",
     "crc_thresholds",
@@ -105,6 +121,63 @@ class GeneralCRCThreshold(ThresholdResult, JSONSerializable, kind="ctd_stats.Gen
     _repr_lines = ("alpha", "n", "bound", "empirical_risk", "direction")
 
 
+@exact_eq
+@dataclass(frozen=True, repr=False)
+class GroupedCRCThreshold(
+    GroupedThresholdResult[CRCThreshold], JSONSerializable, kind="ctd_stats.GroupedCRCThreshold"
+):
+    """One CRC alarm threshold per group, each calibrated on its group's rows alone.
+
+    Guarantee, for EACH group g separately (Mondrian conformal risk control): for a new
+    trajectory of group g exchangeable with the group's ``n_g`` calibration ones,
+    E[R_g(λ̂_g)] ≤ k_g/(n_g+1) ≤ α (Angelopoulos et al. 2024, Thm. 1, applied within the group;
+    monitoring paper §3 for λ̂_CRC). An expectation per group: no union bound is needed and no
+    claim is made about all groups at once on one calibration draw.
+
+    Attributes
+    ----------
+    groups
+        Group labels in sorted order; :attr:`results` follows it.
+    results
+        One :class:`CRCThreshold` per group (its ``found``, ``reason``, ``min_n``, ``n``, ``k``),
+        equal to :func:`crc_threshold` on that group's calibration minima.
+    alpha, risk, method
+        The settings shared by every group.
+    calibration_sha256
+        sha256 of every group's calibration minima together, in calibration order.
+    guarantee
+        The guarantee in words.
+
+    Notes
+    -----
+    ``threshold_for(group)`` is the group's threshold (``ValueError`` starting with ``group:``
+    for an unknown one); ``thresholds()`` maps every group to its threshold.
+    """
+
+    groups: tuple[Label, ...]
+    results: tuple[CRCThreshold, ...]
+    alpha: float
+    risk: str
+    method: str
+    calibration_sha256: str
+    guarantee: str
+
+    _repr_lines = ("alpha", "risk", "method")
+
+    def _json_meta(self) -> dict[str, object]:
+        return {
+            "guarantee": self.guarantee,
+            "n": int(self.n.sum()),
+            "calibration_sha256": self.calibration_sha256,
+            "settings": {
+                "groups": list(self.groups),
+                "alpha": self.alpha,
+                "risk": self.risk,
+                "method": self.method,
+            },
+        }
+
+
 # --------------------------------------------------------------------------- kernels
 def _crc_k(alphas: FloatArray, n: int) -> IntArray:
     """Largest integer k with k/(n+1) ≤ α, evaluated as the definition's float comparison."""
@@ -157,17 +230,58 @@ def crc_thresholds(
     alpha: ArrayLike,
     risk: Risk = "false_alarm",
     grid: GridArg = None,
+    groups: ArrayLike | None = None,
 ) -> FloatArray:
     """CRC thresholds for many α at once (vectorised; sorts the calibration minima once).
 
     ``calibration`` is a labelled :class:`Trajectories` (the class matching ``risk`` is used)
     or the 1-d minima of that class directly. Returns an array shaped like ``alpha``; an
     uncertifiable α gets the safe threshold (see :func:`crc_threshold` for the explanation).
+    With ``groups`` (one label per trajectory) the array has shape ``(G, *alpha.shape)``: row g is
+    group g's thresholds, groups in sorted label order, each calibrated on its own rows with the
+    per-group guarantee of :class:`GroupedCRCThreshold`.
     """
     raw, g = calibration_inputs(calibration, risk, grid)
     a = check_levels(alpha, "alpha")
+    if groups is not None:
+        _, parts = grouped_minima(calibration, raw, risk, groups)
+        rows = [_crc_kernel(np.sort(m), a, risk, g)[0] for m in parts]
+        return np.stack(rows).reshape(len(parts), *np.shape(alpha))
     out, _ = _crc_kernel(np.sort(raw), a, risk, g)
     return out.reshape(np.shape(alpha))
+
+
+@overload
+def crc_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    risk: Risk = ...,
+    grid: GridArg = ...,
+    groups: None = ...,
+) -> CRCThreshold: ...
+
+
+@overload
+def crc_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    risk: Risk = ...,
+    grid: GridArg = ...,
+    groups: ArrayLike,
+) -> GroupedCRCThreshold: ...
+
+
+@overload
+def crc_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    risk: Risk = ...,
+    grid: GridArg = ...,
+    groups: ArrayLike | None,
+) -> CRCThreshold | GroupedCRCThreshold: ...
 
 
 def crc_threshold(
@@ -176,16 +290,45 @@ def crc_threshold(
     alpha: float,
     risk: Risk = "false_alarm",
     grid: GridArg = None,
-) -> CRCThreshold:
+    groups: ArrayLike | None = None,
+) -> CRCThreshold | GroupedCRCThreshold:
     """CRC alarm threshold for one α (closed form by default, or on ``grid``).
 
     Guarantee: E[risk(λ̂)] ≤ k/(n+1) ≤ α (see :class:`CRCThreshold`). With too few calibration
     trajectories (k = 0) the result has ``found=False``, a ``reason``, ``min_n`` and the safe
     threshold. Raises ``ValueError`` for α outside (0, 1), NaN scores, or no calibration
     trajectory of the needed class.
+
+    ``groups`` (one label per trajectory of ``calibration``, integers or non-empty strings:
+    task type, dataset, length bucket) gives one threshold per group, each calibrated on its
+    group's rows alone, in a :class:`GroupedCRCThreshold`. Guarantee for EACH group g:
+    E[R_g(λ̂_g)] ≤ α in expectation (Mondrian CRC); not simultaneous over groups. A group
+    too small to certify says so in its own result (``found=False``, ``reason``, ``min_n``).
+    ``ValueError`` starting with ``groups:`` for labels of the wrong length, NaN or empty
+    labels, or a group with no trajectory of the class that calibrates ``risk``.
+
+    >>> res = crc_threshold([0.2, 0.5, 0.9, 0.4, 0.8], alpha=0.5, groups=["a", "a", "a", "b", "b"])
+    >>> res.threshold_for("a"), res.threshold_for("b")
+    (0.5, 0.4)
     """
     raw, g = calibration_inputs(calibration, risk, grid)
     a = check_level(alpha, "alpha")
+    if groups is None:
+        return _crc_result(raw, a, risk, g)
+    labels, parts = grouped_minima(calibration, raw, risk, groups)
+    return GroupedCRCThreshold(
+        groups=labels,
+        results=tuple(_crc_result(m, a, risk, g) for m in parts),
+        alpha=a,
+        risk=risk,
+        method="closed_form" if g is None else "grid",
+        calibration_sha256=array_sha256(raw),
+        guarantee=_grouped_crc_guarantee(risk),
+    )
+
+
+def _crc_result(raw: FloatArray, a: float, risk: str, g: FloatArray | None) -> CRCThreshold:
+    """The :class:`CRCThreshold` of validated calibration minima (in calibration order)."""
     mins = np.sort(raw)
     n = len(mins)
     lam_arr, idx_arr = _crc_kernel(mins, np.array([a]), risk, g)
@@ -229,6 +372,20 @@ def _crc_guarantee(risk: str) -> str:
     )
 
 
+def _grouped_crc_guarantee(risk: str) -> str:
+    what = (
+        "P(m_new < λ̂_g | correct, g)"
+        if risk == "false_alarm"
+        else ("P(m_new ≥ λ̂_g | incorrect, g)")
+    )
+    return (
+        f"For EACH group g separately: E[{what}] ≤ k_g/(n_g+1) ≤ α in expectation over the "
+        "group's calibration and test draw, for trajectories of group g exchangeable with the "
+        "group's calibration ones (Mondrian conformal risk control, each group calibrated on "
+        "its own rows). Not simultaneous over groups: no claim about all groups at once"
+    )
+
+
 def crc_general(
     losses: ArrayLike,
     lambdas: ArrayLike,
@@ -248,7 +405,7 @@ def crc_general(
     check_choice(direction, "direction", ("increasing", "decreasing"))
     a = check_level(alpha, "alpha")
     if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
-        raise ValueError(f"bound: must be a positive number, got {bound!r}")
+        raise ValueError(f"bound: must be a positive number, got {plain(bound)}")
     if not math.isfinite(bound):
         raise ValueError("bound: must be finite")
     lam = as_float_array(lambdas, "lambdas", ndim=1, finite=False)

@@ -28,6 +28,7 @@ from .._validation import (
     check_level,
     check_levels,
     check_seed,
+    plain,
 )
 from ..typing import FloatArray, IntArray
 from .eprocess_thresholds import (
@@ -308,9 +309,9 @@ def evaluator_monitor(
     given, missing = ("level", "alpha") if anytime else ("alpha", "level")
     rates = level if anytime else alpha
     if (alpha if anytime else level) is not None:
-        raise TypeError(f"{missing}: not used by threshold={threshold!r}; pass {given}=")
+        raise TypeError(f"{missing}: not used by threshold={plain(threshold)}; pass {given}=")
     if rates is None:
-        raise TypeError(f"{given}: required for threshold={threshold!r}")
+        raise TypeError(f"{given}: required for threshold={plain(threshold)}")
     a = check_levels(rates, given)
     d = check_level(delta, "delta")
     frac = check_level(split_fraction, "split_fraction")

@@ -37,6 +37,7 @@ from .._validation import (
     check_level,
     check_levels,
     check_positive_int,
+    plain,
 )
 from ..splits import split_by_trajectory
 from ..typing import FloatArray, IntArray
@@ -258,7 +259,7 @@ class ExperimentResult:
 
     def method(self, name: str) -> int:
         if name not in self.methods:
-            raise ValueError(f"name: unknown method {name!r}; have {list(self.methods)}")
+            raise ValueError(f"name: unknown method {plain(name)}; have {list(self.methods)}")
         return self.methods.index(name)
 
     def __repr__(self) -> str:
@@ -372,7 +373,7 @@ def _methods_iv(methods: object) -> Mapping[str, MonitorMethod]:
         if not isinstance(key, str):
             raise TypeError(f"methods: names must be str, got {type(key).__name__}")
         if not callable(fn):
-            raise TypeError(f"methods: {key!r} is not callable ({type(fn).__name__})")
+            raise TypeError(f"methods: {plain(key)} is not callable ({type(fn).__name__})")
     return methods
 
 

@@ -223,5 +223,7 @@ def alarm_counts(minima: ArrayLike, thresholds: ArrayLike, *, presorted: bool = 
     """
     mins = as_float_array(minima, "minima", ndim=1, allow_empty=True)
     lam = as_float_array(thresholds, "thresholds", ndim=(0, 1), finite=False)
+    if not isinstance(presorted, (bool, np.bool_)):
+        raise TypeError(f"presorted: expected a bool, got {type(presorted).__name__}")
     sorted_mins = mins if presorted else np.sort(mins)
     return np.searchsorted(sorted_mins, lam, side="left").astype(np.int64)

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._repr import result_repr
-from .._validation import as_binary_array, as_float_array, as_int_array, check_same_length
+from .._validation import as_binary_array, as_float_array, as_int_array, check_same_length, plain
 from ..datasets import data_path
 from ..typing import BoolArray, FloatArray, IntArray
 
@@ -49,6 +49,9 @@ VERIFIER_SCORE_FILES: dict[str, str] = {
 class Trajectories:
     """Ragged trajectories: concatenated step scores plus offsets.
 
+    Build with :meth:`from_arrays`, :meth:`from_long` or :func:`load_verifier_scores`; the
+    direct constructor validates too.
+
     Attributes
     ----------
     scores
@@ -61,9 +64,6 @@ class Trajectories:
         (N,) float64 token weights per step, or ``None`` (unit weights).
     ids
         (n,) trajectory identifiers (strings) or ``None``.
-
-    Build with :meth:`from_arrays`, :meth:`from_long` or :func:`load_verifier_scores`; the
-    direct constructor validates too.
     """
 
     scores: FloatArray
@@ -191,7 +191,9 @@ class Trajectories:
         if np.any(step_sorted[1:][same] != step_sorted[:-1][same] + 1):
             pos = int(np.flatnonzero(step_sorted[1:][same] != step_sorted[:-1][same] + 1)[0])
             bad = uniq[appearance][traj_sorted[1:][same][pos]]
-            raise ValueError(f"steps: trajectory {bad!r} has non-contiguous or duplicate steps")
+            raise ValueError(
+                f"steps: trajectory {plain(bad)} has non-contiguous or duplicate steps"
+            )
         counts = np.bincount(traj_sorted, minlength=len(uniq))
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         traj_labels: IntArray | None = None
@@ -203,7 +205,7 @@ class Trajectories:
             hi = np.maximum.reduceat(lab_sorted, offsets[:-1])
             if np.any(lo != hi):
                 bad = uniq[appearance][int(np.flatnonzero(lo != hi)[0])]
-                raise ValueError(f"labels: trajectory {bad!r} has more than one label")
+                raise ValueError(f"labels: trajectory {plain(bad)} has more than one label")
             traj_labels = lo
         flat_tokens: FloatArray | None = None
         if tokens is not None:
@@ -346,7 +348,7 @@ def _parse_bool_column(values: list[str], name: str) -> IntArray:
     for i, v in enumerate(values):
         key = v.strip().lower()
         if key not in mapping:
-            raise ValueError(f"{name}: cannot read {v!r} as a 0/1 label")
+            raise ValueError(f"{name}: cannot read {plain(v)} as a 0/1 label")
         out[i] = mapping[key]
     return out
 
@@ -382,7 +384,7 @@ def load_verifier_scores(
     col = {c: i for i, c in enumerate(header)}
     for needed in ("uq_problem_idx", "num_steps", score_column, "solved"):
         if needed not in col:
-            raise ValueError(f"name: file {key} has no column {needed!r} (columns: {header})")
+            raise ValueError(f"name: file {key} has no column {plain(needed)} (columns: {header})")
 
     def column(c: str) -> list[str]:
         j = col[c]

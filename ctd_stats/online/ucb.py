@@ -8,13 +8,18 @@ Then P(R(λ̂) > α) ≤ δ over the calibration draw (monitoring paper §4; for
 ``found=False``, a ``reason``, ``min_n`` (the smallest n for which the most favourable
 calibration, no loss at the first candidate, would pass) and the safe threshold (−∞ never alarm
 for false alarms, +∞ always alarm for missed detections).
+
+With ``groups=`` (task type, dataset, length bucket: one label per trajectory) each of the G
+groups gets its own threshold from its own rows, tested at δ/G (Bonferroni, beyond the papers):
+P(∃g: R_g(λ̂_g) > α) ≤ Σ_g δ/G = δ, a guarantee for all groups at once (union bound, valid
+for any dependence between the groups).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final, cast, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -27,9 +32,12 @@ from ..fwer import fixed_sequence
 from ..typing import FloatArray, IntArray
 from ._calibration_common import (
     GridArg,
+    GroupedThresholdResult,
+    Label,
     Risk,
     ThresholdResult,
     calibration_inputs,
+    grouped_minima,
     safe_threshold,
     uncertified,
 )
@@ -37,6 +45,7 @@ from .trajectories import Trajectories
 
 __all__ = [
     "UCB_BOUNDS",
+    "GroupedUCBThreshold",
     "UCBThreshold",
     "paper_nonstandard_hb_pvalue",
     "ucb_threshold",
@@ -86,6 +95,75 @@ class UCBThreshold(ThresholdResult, JSONSerializable, kind="ctd_stats.UCBThresho
 
     _json_settings = ("alpha", "delta", "risk", "bound", "method")
     _repr_lines = ("alpha", "delta", "risk", "n", "count", "bound", "method")
+
+
+@exact_eq
+@dataclass(frozen=True, repr=False)
+class GroupedUCBThreshold(
+    GroupedThresholdResult[UCBThreshold], JSONSerializable, kind="ctd_stats.GroupedUCBThreshold"
+):
+    """One UCB alarm threshold per group, certified for all groups at once.
+
+    Guarantee (valid bounds): P(∃g: R_g(λ̂_g) > α) ≤ δ over the calibration draw, where R_g is
+    group g's false-alarm (or missed-detection) risk. Each group is calibrated on its own rows
+    by fixed-sequence testing at ``group_delta`` = δ/G (Bonferroni: a union bound over the G
+    groups, valid whatever their dependence; monitoring paper §4 for the per-group threshold,
+    Learn-then-Test, Angelopoulos et al. 2021, Thm. 1, for each group's test). A new input's
+    group must be known when its threshold is applied.
+
+    Attributes
+    ----------
+    groups
+        Group labels in sorted order; :attr:`results` follows it.
+    results
+        One :class:`UCBThreshold` per group at level ``group_delta`` (its ``found``,
+        ``reason``, ``min_n`` at that level), equal to :func:`ucb_threshold` on that group's
+        calibration minima with ``delta=group_delta``.
+    alpha, delta, group_delta, correction
+        The cap, the simultaneous level δ, each group's level δ/G and ``"bonferroni"``.
+    risk, bound, method
+        The settings shared by every group.
+    calibration_sha256
+        sha256 of every group's calibration minima together, in calibration order.
+    guarantee
+        The guarantee in words.
+
+    Notes
+    -----
+    ``threshold_for(group)`` is the group's threshold (``ValueError`` starting with ``group:``
+    for an unknown one); ``thresholds()`` maps every group to its threshold.
+    """
+
+    groups: tuple[Label, ...]
+    results: tuple[UCBThreshold, ...]
+    alpha: float
+    delta: float
+    group_delta: float
+    correction: str
+    risk: str
+    bound: str
+    method: str
+    calibration_sha256: str
+    guarantee: str
+
+    _repr_lines = ("alpha", "delta", "group_delta", "correction", "risk", "bound", "method")
+
+    def _json_meta(self) -> dict[str, object]:
+        return {
+            "guarantee": self.guarantee,
+            "n": int(self.n.sum()),
+            "calibration_sha256": self.calibration_sha256,
+            "settings": {
+                "groups": list(self.groups),
+                "alpha": self.alpha,
+                "delta": self.delta,
+                "group_delta": self.group_delta,
+                "correction": self.correction,
+                "risk": self.risk,
+                "bound": self.bound,
+                "method": self.method,
+            },
+        }
 
 
 # --------------------------------------------------------------------------- p-values
@@ -213,12 +291,66 @@ def ucb_thresholds(
     bound: str = "binomial",
     grid: GridArg = None,
     wsr_delta: float | None = None,
+    groups: ArrayLike | None = None,
 ) -> FloatArray:
-    """UCB thresholds for many α at once (see :func:`ucb_threshold`), shaped like ``alpha``."""
+    """UCB thresholds for many α at once (see :func:`ucb_threshold`), shaped like ``alpha``.
+
+    With ``groups`` (one label per trajectory) the array has shape ``(G, *alpha.shape)``: row g is
+    group g's thresholds at δ/G (Bonferroni, for all groups at once; see
+    :class:`GroupedUCBThreshold`), groups in sorted label order.
+    """
     mins, g, d, wd = _ucb_iv(calibration, risk, grid, bound, delta, wsr_delta)
     a = check_levels(alpha, "alpha")
+    if groups is not None:
+        _, parts = grouped_minima(calibration, mins, risk, groups)
+        gd = d / len(parts)
+        gwd = gd if wsr_delta is None else wd
+        rows = [[_ucb_kernel(m, float(x), gd, risk, bound, g, gwd)[0] for x in a] for m in parts]
+        return np.array(rows, dtype=np.float64).reshape(len(parts), *np.shape(alpha))
     out = np.array([_ucb_kernel(mins, float(x), d, risk, bound, g, wd)[0] for x in a])
     return out.reshape(np.shape(alpha))
+
+
+@overload
+def ucb_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    delta: float = ...,
+    risk: Risk = ...,
+    bound: str = ...,
+    grid: GridArg = ...,
+    wsr_delta: float | None = ...,
+    groups: None = ...,
+) -> UCBThreshold: ...
+
+
+@overload
+def ucb_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    delta: float = ...,
+    risk: Risk = ...,
+    bound: str = ...,
+    grid: GridArg = ...,
+    wsr_delta: float | None = ...,
+    groups: ArrayLike,
+) -> GroupedUCBThreshold: ...
+
+
+@overload
+def ucb_threshold(
+    calibration: Trajectories | ArrayLike,
+    *,
+    alpha: float,
+    delta: float = ...,
+    risk: Risk = ...,
+    bound: str = ...,
+    grid: GridArg = ...,
+    wsr_delta: float | None = ...,
+    groups: ArrayLike | None,
+) -> UCBThreshold | GroupedUCBThreshold: ...
 
 
 def ucb_threshold(
@@ -230,7 +362,8 @@ def ucb_threshold(
     bound: str = "binomial",
     grid: GridArg = None,
     wsr_delta: float | None = None,
-) -> UCBThreshold:
+    groups: ArrayLike | None = None,
+) -> UCBThreshold | GroupedUCBThreshold:
     """High-probability alarm threshold: P(R(λ̂) > α) ≤ δ.
 
     ``bound`` picks the p-value of H0: R(λ) > α: ``"binomial"`` (exact, Clopper–Pearson dual;
@@ -240,9 +373,62 @@ def ucb_threshold(
     ``"paper_nonstandard_hb"`` (the paper's code; no guarantee). If the very first candidate
     fails, ``found=False`` and λ̂ = −∞ (never alarm) for false alarms, +∞ (always alarm) for
     missed detections.
+
+    ``groups`` (one label per trajectory of ``calibration``, integers or non-empty strings:
+    task type, dataset, length bucket) gives one threshold per group in a
+    :class:`GroupedUCBThreshold`: each group calibrated on its own rows at δ/G (Bonferroni
+    correction over the G groups), so P(∃g: R_g(λ̂_g) > α) ≤ δ, for all groups at once.
+    ``wsr_delta`` defaults to δ/G there. A group too small to certify at δ/G says so in its own
+    result (``found=False``, ``reason``, ``min_n`` at δ/G). ``ValueError`` starting with
+    ``groups:`` for labels of the wrong length, NaN or empty labels, or a group with no
+    trajectory of the class that calibrates ``risk``.
+
+    >>> res = ucb_threshold(np.linspace(0, 1, 200), alpha=0.2, groups=np.arange(200) % 2)
+    >>> res.group_delta, res.results[0].delta
+    (0.05, 0.05)
     """
     mins, g, d, wd = _ucb_iv(calibration, risk, grid, bound, delta, wsr_delta)
     a = check_level(alpha, "alpha")
+    if groups is None:
+        return _ucb_result(mins, a, d, risk, bound, g, wd)
+    labels, parts = grouped_minima(calibration, mins, risk, groups)
+    gd = d / len(parts)  # Bonferroni: the G groups' levels sum to δ
+    gwd = gd if wsr_delta is None else wd
+    what = "false-alarm risk R_I" if risk == "false_alarm" else "missed-detection risk R_II"
+    if bound == "paper_nonstandard_hb":
+        guarantee = "none: the paper's non-standard p-value is not valid (reproduction only)"
+    else:
+        guarantee = (
+            f"For all groups at once: P(some group g has {what},g(λ̂_g) > α) ≤ δ = {d!r} over "
+            f"the calibration draw; each group calibrated on its own rows at δ/G = {gd!r} "
+            f"(Bonferroni correction over G = {len(parts)} groups; {bound} p-values, "
+            "fixed-sequence testing from the safe end)"
+        )
+    return GroupedUCBThreshold(
+        groups=labels,
+        results=tuple(_ucb_result(m, a, gd, risk, bound, g, gwd) for m in parts),
+        alpha=a,
+        delta=d,
+        group_delta=gd,
+        correction="bonferroni",
+        risk=risk,
+        bound=bound,
+        method="closed_form" if g is None else "grid",
+        calibration_sha256=array_sha256(mins),
+        guarantee=guarantee,
+    )
+
+
+def _ucb_result(
+    mins: FloatArray,
+    a: float,
+    d: float,
+    risk: str,
+    bound: str,
+    g: FloatArray | None,
+    wd: float,
+) -> UCBThreshold:
+    """The :class:`UCBThreshold` of validated calibration minima (in calibration order)."""
     n = len(mins)
     lam, count, pos = _ucb_kernel(mins, a, d, risk, bound, g, wd)
     found = pos >= 0
