@@ -20,7 +20,7 @@ from .conditional_pvalues import too_few_reason
 from .pvalues import min_n_for_zero_losses
 from .typing import BoolArray, FloatArray, IntArray
 
-__all__ = ["RULES", "LTTResult", "Rule", "first_level", "why_none"]
+__all__ = ["RULES", "LTTResult", "Rule", "first_level", "new_result", "why_none"]
 
 Rule = Literal["most_aggressive", "least_aggressive"]
 RULES: Final[tuple[str, ...]] = ("most_aggressive", "least_aggressive")
@@ -212,6 +212,55 @@ def first_level(delta: float, procedure: str, m: int, idx: IntArray | None) -> f
         assert idx is not None
         return delta / idx.size
     return delta / m
+
+
+def new_result(
+    *,
+    found: bool,
+    certified: BoolArray,
+    indices: IntArray,
+    pvalues: FloatArray,
+    risk_pvalues: FloatArray,
+    order: IntArray | None,
+    alpha: FloatArray,
+    delta: float,
+    method: str,
+    procedure: str,
+    strict: bool,
+    n: int,
+    calibration_sha256: str | NDArray[Any] | tuple[NDArray[Any], ...],
+    reason: str | None,
+    min_n: int | None,
+    sample_sizes: IntArray | None,
+    n_opt: int,
+) -> LTTResult:
+    """``LTTResult(...)`` with every field given, for validated fields (learn_then_test).
+
+    The fields are set as the frozen dataclass's ``__init__`` sets them (in field order,
+    ``calibration_sha256`` in its descriptor's slot), at a tenth of its ~2 µs: as much as the
+    FWER step of a 100-point grid.
+    """
+    result = object.__new__(LTTResult)
+    result.__dict__.update(
+        found=found,
+        certified=certified,
+        indices=indices,
+        pvalues=pvalues,
+        risk_pvalues=risk_pvalues,
+        order=order,
+        alpha=alpha,
+        delta=delta,
+        method=method,
+        procedure=procedure,
+        strict=strict,
+        n=n,
+        _calibration_sha256=calibration_sha256,
+        reason=reason,
+        min_n=min_n,
+        sample_sizes=sample_sizes,
+        n_opt=n_opt,
+    )
+    return result
 
 
 def why_none(

@@ -178,6 +178,8 @@ def check_levels(
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    if type(value) is int and value >= minimum:  # the common case: no isinstance on numpy types
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     if int(value) < minimum:

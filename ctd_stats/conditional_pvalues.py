@@ -51,8 +51,8 @@ def counts_sizes_iv(counts: ArrayLike, n: ArrayLike) -> tuple[IntArray, IntArray
         and counts.shape == n.shape
         and counts.ndim in (1, 2)
         and counts.size
-        and counts.min() >= 0
-        and not (counts > n).any()  # hence n ≥ counts ≥ 0 everywhere
+        and not np.count_nonzero(counts < 0)
+        and not np.count_nonzero(counts > n)  # hence n ≥ counts ≥ 0 everywhere
     ):
         return counts.astype(np.int64), n.astype(np.int64)  # copies, as the general path
     k = as_int_array(counts, "counts", ndim=(1, 2), low=0)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._ltt_result import RULES, LTTResult, Rule, why_none
+from ._ltt_result import RULES, LTTResult, Rule, new_result, why_none
 from ._ltt_result import first_level as first_level
 from ._serialize import array_sha256
 from ._validation import (
@@ -349,7 +349,7 @@ def learn_then_test(
         if found
         else why_none(combined, alphas, delta, method, procedure, idx, strict, n_cal, sizes)
     )
-    return LTTResult(
+    return new_result(
         found=found,
         certified=fw.rejected,
         indices=fw.indices,

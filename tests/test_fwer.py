@@ -243,3 +243,17 @@ def test_fallback_with_weights_exact_at_the_boundary() -> None:
         got = fwer.fallback([0.0, p1, 1.0], delta=delta, order="ascending", weights=[1 / 3] * 3)
         want = Fraction(float(p1)) <= Fraction(delta) * Fraction(2, 3)
         assert got.rejected[1] == want
+
+
+def test_results_are_the_ones_the_dataclass_constructor_builds() -> None:
+    """The kernels fill FWERResult's fields directly: equal to FWERResult(...)."""
+    import dataclasses
+
+    p = np.random.default_rng(5).uniform(size=30) * 0.05
+    for res in (fwer.holm(p, delta=0.1), fwer.bonferroni(p, delta=0.1)):
+        built = fwer.FWERResult(
+            rejected=res.rejected, indices=res.indices, procedure=res.procedure, delta=res.delta
+        )
+        assert list(vars(built)) == list(vars(res)) and repr(built) == repr(res)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            res.delta = 0.5  # type: ignore[misc]

@@ -588,3 +588,24 @@ def test_group_options_without_groups_name_the_argument(kwargs: dict[str, Any], 
         learn_then_test(
             _delegation_losses(20, 0) > 0.5, alpha=0.2, delta=0.1, order="descending", **kwargs
         )
+
+
+@pytest.mark.parametrize("sizes", [None, "per_point"])
+def test_result_is_the_one_the_dataclass_constructor_builds(sizes: str | None) -> None:
+    """learn_then_test fills its result's fields directly: the same object as LTTResult(...)."""
+    import dataclasses
+
+    rng = np.random.default_rng(7)
+    n_arr = rng.integers(0, 60, size=20)
+    k = rng.binomial(n_arr, 0.1)
+    res = learn_then_test(
+        counts=k, n=50 if sizes is None else n_arr, alpha=0.2, delta=0.1, procedure="holm"
+    )
+    fields = {f.name: getattr(res, f.name) for f in dataclasses.fields(LTTResult)}
+    built = LTTResult(**fields)
+    assert built == res
+    assert vars(built).keys() == vars(res).keys()
+    assert built.calibration_sha256 == res.calibration_sha256
+    assert dataclasses.replace(res, reason="x").reason == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.found = False  # type: ignore[misc]

@@ -161,3 +161,22 @@ def test_many_rows_count_exactly_like_a_binary_search(grid_kind: str) -> None:
             np.testing.assert_array_equal(r.where, flagged)
         np.testing.assert_array_equal(r.counts, r.losses.sum(axis=0))
         np.testing.assert_array_equal(r.n, r.where.sum(axis=0))
+
+
+def test_result_is_the_one_the_dataclass_constructor_builds() -> None:
+    """conditional_risk fills its result's fields directly: the same as ConditionalRisk(...)."""
+    import dataclasses
+
+    from ctd_stats.risks import ConditionalRisk
+
+    rng = np.random.default_rng(3)
+    labels, scores = rng.integers(0, 2, 50), rng.uniform(size=50)
+    for risk in CONDITIONAL_RISKS:
+        r = conditional_risk(
+            labels, scores, risk=cast(ConditionalRiskName, risk), grid=np.linspace(0, 1, 7)
+        )
+        built = ConditionalRisk(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
+        assert list(vars(built)) == list(vars(r))
+        assert repr(built) == repr(r)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            r.risk = "fpr"  # type: ignore[misc]
