@@ -240,7 +240,8 @@ def test_no_certified_threshold_never_delegates() -> None:
     assert c.reason is not None and c.reason.startswith("n: 30 test points")
     assert c.min_n == 230  # smallest n with 0.99^n <= 0.1
     assert 0.99**230 <= 0.1 < 0.99**229
-    assert repr(c).startswith("ThresholdCalibration(method=budget_only, found=False, threshold=inf)")
+    headline = "ThresholdCalibration(method=budget_only, found=False, threshold=inf)"
+    assert repr(c).startswith(headline)
     assert not c.delegate(t.dv).any()
 
 
