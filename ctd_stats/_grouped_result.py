@@ -7,6 +7,7 @@ shared threshold) certified nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,6 +27,19 @@ _CORRECTION_TEXT: Final[dict[str, str]] = {
     "bonferroni": "Bonferroni delta/G",
     "sidak": "Sidak 1 - (1 - delta)^(1/G): disjoint independent groups, given the group sizes",
 }
+
+
+def group_position(groups: Sequence[GroupLabel], group: object) -> int:
+    """Position of ``group`` in the calibrated ``groups``; ``ValueError`` naming ``group``.
+
+    A label matches only a label of its own kind (``1`` never matches ``"1"``); a numpy integer
+    matches a Python integer.
+    """
+    for i, g in enumerate(groups):
+        same_kind = type(g) is type(group) or (isinstance(group, np.integer) and isinstance(g, int))
+        if same_kind and g == group:
+            return i
+    raise ValueError(f"group: {plain(group)} is not one of the calibrated groups {tuple(groups)}")
 
 
 @exact_eq
@@ -85,13 +99,7 @@ class GroupedLTTResult(JSONSerializable, kind="ctd_stats.GroupedLTTResult"):
 
     def group_index(self, group: GroupLabel | np.integer[Any]) -> int:
         """Position of ``group`` in :attr:`groups`; ``ValueError`` naming ``group`` if unknown."""
-        for i, g in enumerate(self.groups):
-            same_kind = type(g) is type(group) or (
-                isinstance(group, np.integer) and isinstance(g, int)
-            )
-            if same_kind and g == group:
-                return i
-        raise ValueError(f"group: {plain(group)} is not one of the calibrated groups {self.groups}")
+        return group_position(self.groups, group)
 
     def select_index(
         self, group: GroupLabel | None = None, *, rule: Rule = "most_aggressive"

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._grouped_result import GroupedLTTResult, GroupLabel, Reasons
+from ._grouped_result import group_position as group_position  # one label lookup, re-used
 from ._serialize import array_sha256
 from ._validation import (
     as_float_array,

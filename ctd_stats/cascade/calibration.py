@@ -16,8 +16,8 @@ from numpy.typing import ArrayLike
 
 from .._repr import result_repr
 from .._serialize import JSONSerializable, exact_eq
-from .._validation import BoolArray, FloatArray, IntArray, as_float_array, plain
-from ..grouped import GroupLabel, group_labels
+from .._validation import BoolArray, FloatArray, IntArray, as_float_array
+from ..grouped import GroupLabel, group_labels, group_position
 from .signals import Signal, uncertainty_from_sorted
 
 __all__ = [
@@ -226,13 +226,7 @@ class ThresholdCalibration(JSONSerializable, kind="ctd_stats.ThresholdCalibratio
 
     def group_index(self, group: GroupLabel | np.integer[Any]) -> int:
         """Position of ``group`` in :attr:`groups` (``ValueError`` naming ``group`` if unknown)."""
-        for i, g in enumerate(self.groups or ()):
-            same_kind = type(g) is type(group) or (
-                isinstance(group, np.integer) and isinstance(g, int)
-            )
-            if same_kind and g == group:
-                return i
-        raise ValueError(f"group: {plain(group)} is not one of the calibrated groups {self.groups}")
+        return group_position(self.groups or (), group)
 
     def threshold_for(self, group: GroupLabel) -> float:
         """The threshold used for inputs of ``group``.

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike
 
 from .._repr import result_repr
 from .._validation import as_float_array, check_choice, check_grid, plain
-from ..grouped import group_labels
+from ..grouped import group_labels, group_position
 from ..typing import BoolArray, FloatArray, IntArray
 from .trajectories import Trajectories
 
@@ -157,13 +157,7 @@ class GroupedThresholdResult(Generic[R]):
 
     def group_index(self, group: Label | np.integer[Any]) -> int:
         """Position of ``group`` in :attr:`groups`; ``ValueError`` naming ``group`` if unknown."""
-        for i, g in enumerate(self.groups):
-            same_kind = type(g) is type(group) or (
-                isinstance(group, np.integer) and isinstance(g, int)
-            )
-            if same_kind and g == group:
-                return i
-        raise ValueError(f"group: {plain(group)} is not one of the calibrated groups {self.groups}")
+        return group_position(self.groups, group)
 
     def result_for(self, group: Label | np.integer[Any]) -> R:
         """The threshold result of ``group`` (its ``found``, ``reason``, ``min_n``, ``n``)."""
