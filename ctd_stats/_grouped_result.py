@@ -14,10 +14,10 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._ltt_result import RULES, Rule
 from ._repr import result_repr
 from ._serialize import JSONSerializable, exact_eq
 from ._validation import as_float_array, check_choice, plain
-from .ltt import RULES, Rule
 from .typing import BoolArray, FloatArray, IntArray
 
 __all__ = ["GroupLabel", "GroupedLTTResult", "Reasons"]

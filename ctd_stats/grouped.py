@@ -38,6 +38,7 @@ from numpy.typing import ArrayLike
 
 from ._grouped_result import GroupedLTTResult, GroupLabel, Reasons
 from ._grouped_result import group_position as group_position  # one label lookup, re-used
+from ._ltt_result import first_level
 from ._serialize import array_sha256
 from ._validation import (
     as_float_array,
@@ -48,7 +49,6 @@ from ._validation import (
     plain,
 )
 from .fwer import PROCEDURES, Order, Procedure, check_strict, fwer_kernel, order_iv
-from .ltt import first_level
 from .pvalues import (
     METHODS,
     PValueMethod,

@@ -13,7 +13,6 @@ risks at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, overload
 
 import numpy as np
@@ -38,7 +37,7 @@ from .typing import BoolArray, FloatArray, IntArray
 
 if TYPE_CHECKING:  # ctd_stats.grouped imports this module: its names are imported when used
     from ._grouped_result import GroupedLTTResult
-    from .grouped import Correction, GroupMode
+    from .grouped import Caps, Correction, GroupMode
 
 __all__ = ["LTT_PROCEDURES", "RULES", "LTTProcedure", "LTTResult", "Rule", "learn_then_test"]
 
@@ -46,8 +45,6 @@ LTTProcedure = Literal["bonferroni", "holm", "fixed_sequence", "fallback", "spli
 #: The FWER procedures of :mod:`ctd_stats.fwer` plus the split fixed sequence, which learns its
 #: order on part of the rows and tests on the rest (it needs the rows, so only with ``losses``).
 LTT_PROCEDURES: Final[tuple[str, ...]] = (*PROCEDURES, "split_fixed_sequence")
-#: One cap per group with ``groups``: a number, a mapping group -> cap, or a sequence.
-_Caps = float | Mapping[Any, float] | ArrayLike
 
 
 @overload
@@ -79,7 +76,7 @@ def learn_then_test(
     counts: ArrayLike | None = None,
     n: int | ArrayLike | None = None,
     where: None = None,
-    alpha: _Caps,
+    alpha: Caps,
     delta: float,
     method: PValueMethod = "binomial",
     procedure: Procedure = "fixed_sequence",
@@ -100,7 +97,7 @@ def learn_then_test(
     counts: ArrayLike | None = None,
     n: int | ArrayLike | None = None,
     where: ArrayLike | None = None,
-    alpha: _Caps,
+    alpha: Caps,
     delta: float,
     method: PValueMethod = "binomial",
     procedure: LTTProcedure = "fixed_sequence",
@@ -377,7 +374,7 @@ def _learn_then_test_grouped(
     counts: ArrayLike | None,
     n: int | ArrayLike | None,
     where: ArrayLike | None,
-    alpha: _Caps,
+    alpha: Caps,
     delta: float,
     method: PValueMethod,
     procedure: LTTProcedure,

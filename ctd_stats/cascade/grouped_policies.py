@@ -29,7 +29,6 @@ an upper set of τ; fixed-sequence from the top certifies exactly the passing te
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,6 +38,7 @@ from numpy.typing import ArrayLike
 from .._validation import BoolArray, FloatArray, IntArray, plain
 from ..fwer import Order
 from ..grouped import (
+    Caps,
     GroupedLTTResult,
     GroupLabel,
     caps_iv,
@@ -64,7 +64,6 @@ from .signals import Signal
 
 __all__: list[str] = []  # reached through calibrate_ctd(groups=...) and friends
 
-GroupAlpha = float | Mapping[Any, float] | Sequence[float] | FloatArray
 _GROUPED_NAMES = {"ctd": CTD_GROUPED, "unc_calibrated": UNC_CALIBRATED_GROUPED}
 
 
@@ -80,7 +79,7 @@ class GroupCaps:
 
 def group_caps_iv(
     groups: ArrayLike,
-    group_alpha: GroupAlpha | None,
+    group_alpha: Caps | None,
     per_group: bool,
     n: int,
     alpha: float,

@@ -27,7 +27,7 @@ p < δ, the reference code); a budget with no certified threshold means "never d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -43,6 +43,7 @@ from .._validation import (
     check_grid,
     check_level,
 )
+from ..grouped import Caps
 from ..splits import split_indices
 
 # isort: off
@@ -71,9 +72,6 @@ from .signals import (
     threshold_grid_unchecked,
     uncertainty_from_sorted,
 )
-
-if TYPE_CHECKING:
-    from .grouped_policies import GroupAlpha
 
 __all__ = [
     "calibrate_budget_only",
@@ -265,7 +263,7 @@ def calibrate_ctd(
     seed: int = 42,
     strict: bool = False,
     groups: ArrayLike | None = None,
-    group_alpha: GroupAlpha | None = None,
+    group_alpha: Caps | None = None,
     per_group: bool = False,
 ) -> ThresholdCalibration:
     """Calibrate-Then-Delegate: Pareto-LTT of "delegate iff d(x) > τ" (CTD paper §4.2).
@@ -317,7 +315,7 @@ def calibrate_uncertainty(
     seed: int = 42,
     strict: bool = False,
     groups: ArrayLike | None = None,
-    group_alpha: GroupAlpha | None = None,
+    group_alpha: Caps | None = None,
     per_group: bool = False,
 ) -> ThresholdCalibration:
     """ "Unc. calibrated": the CTD procedure on u(x) = −|F̂(p(x)) − 0.5|.
@@ -390,7 +388,7 @@ def calibrate_budget_only(
     grid: ArrayLike | None = None,
     strict: bool = False,
     groups: ArrayLike | None = None,
-    group_alpha: GroupAlpha | None = None,
+    group_alpha: Caps | None = None,
     per_group: bool = False,
 ) -> ThresholdCalibration:
     """Budget-only LTT: certify τ from the largest down, return the smallest certified τ.

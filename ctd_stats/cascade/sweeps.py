@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 from .._repr import result_repr
 from .._serialize import array_sha256
 from .._validation import BoolArray, FloatArray, IntArray, check_grid, check_positive_int, plain
+from ..grouped import Caps
 from ..splits import split_indices
 from . import grouped_policies as gp
 from .baselines import oracle_masks_unchecked, topk_budgets_unchecked, topk_masks_unchecked
@@ -259,7 +260,7 @@ def sweep(
     *,
     settings: CTDSettings | str = "reference",
     grid: ArrayLike | None = None,
-    group_alpha: gp.GroupAlpha | Literal["alpha"] | None = None,
+    group_alpha: Caps | Literal["alpha"] | None = None,
 ) -> SweepResult:
     """Run every method at every budget on ``table`` with the given protocol.
 
@@ -404,7 +405,7 @@ def _grouped(
     cal: CascadeTable,
     grid: FloatArray,
     alpha: float,
-    group_alpha: gp.GroupAlpha | Literal["alpha"],
+    group_alpha: Caps | Literal["alpha"],
 ) -> ThresholdCalibration:
     """One grouped calibration of the sweep (shared threshold, caps from ``group_alpha``)."""
     ctd = method == CTD_GROUPED
@@ -418,7 +419,7 @@ def _grouped(
                 )
             )
             return replace(plain, method=method)
-        caps: gp.GroupAlpha | None = None
+        caps: Caps | None = None
     else:
         caps = group_alpha
     spec = gp.group_caps_iv(cal.groups, caps, False, cal.n, alpha, name="table")
