@@ -144,7 +144,7 @@ R = TypeVar("R", bound=ThresholdResult)
 
 
 class GroupedThresholdResult(Generic[R]):
-    """Lookup by group, per-group arrays and the repr of a grouped threshold result.
+    """Lookup by group, per-group arrays, the repr and JSON header of a grouped threshold result.
 
     A mixin for frozen dataclasses with ``groups`` (labels in sorted order) and ``results``
     (one ungrouped threshold result per group, in the same order); declare them with
@@ -152,8 +152,21 @@ class GroupedThresholdResult(Generic[R]):
     """
 
     _repr_lines: ClassVar[tuple[str, ...]] = ()
+    #: Settings shown in the JSON header after ``groups``.
+    _json_settings: ClassVar[tuple[str, ...]] = ()
     groups: tuple[Label, ...]
     results: tuple[R, ...]
+    guarantee: str
+    calibration_sha256: str
+
+    def _json_meta(self) -> dict[str, object]:
+        settings = {name: getattr(self, name) for name in self._json_settings}
+        return {
+            "guarantee": self.guarantee,
+            "n": int(self.n.sum()),
+            "calibration_sha256": self.calibration_sha256,
+            "settings": {"groups": list(self.groups), **settings},
+        }
 
     def group_index(self, group: Label | np.integer[Any]) -> int:
         """Position of ``group`` in :attr:`groups`; ``ValueError`` naming ``group`` if unknown."""

@@ -164,18 +164,7 @@ class GroupedCRCThreshold(
 
     _repr_lines = ("alpha", "risk", "method")
 
-    def _json_meta(self) -> dict[str, object]:
-        return {
-            "guarantee": self.guarantee,
-            "n": int(self.n.sum()),
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {
-                "groups": list(self.groups),
-                "alpha": self.alpha,
-                "risk": self.risk,
-                "method": self.method,
-            },
-        }
+    _json_settings = ("alpha", "risk", "method")
 
 
 # --------------------------------------------------------------------------- kernels

@@ -148,22 +148,15 @@ class GroupedUCBThreshold(
 
     _repr_lines = ("alpha", "delta", "group_delta", "correction", "risk", "bound", "method")
 
-    def _json_meta(self) -> dict[str, object]:
-        return {
-            "guarantee": self.guarantee,
-            "n": int(self.n.sum()),
-            "calibration_sha256": self.calibration_sha256,
-            "settings": {
-                "groups": list(self.groups),
-                "alpha": self.alpha,
-                "delta": self.delta,
-                "group_delta": self.group_delta,
-                "correction": self.correction,
-                "risk": self.risk,
-                "bound": self.bound,
-                "method": self.method,
-            },
-        }
+    _json_settings = (
+        "alpha",
+        "delta",
+        "group_delta",
+        "correction",
+        "risk",
+        "bound",
+        "method",
+    )
 
 
 # --------------------------------------------------------------------------- p-values
