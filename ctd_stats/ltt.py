@@ -235,17 +235,7 @@ def learn_then_test(
         name = next(name for name, value in options.items() if value is not None)
         raise ValueError(f"{name}: only used with groups= (per-group Learn-then-Test)")
     alpha = cast("float | ArrayLike", alpha)  # a mapping of caps is for groups only
-    check_choice(method, "method", METHODS)
-    check_choice(procedure, "procedure", LTT_PROCEDURES)
-    # A plain float in (0, 1) is the common case: no further checks, no array round trip.
-    if not (type(delta) is float and 0.0 < delta < 1.0):
-        delta = check_level(delta, "delta")
-    if type(alpha) is float:
-        alphas = np.array([alpha if 0.0 < alpha < 1.0 else check_level(alpha, "alpha")])
-    else:
-        alphas = check_levels(alpha, "alpha")
-    if strict is not False and strict is not True:
-        strict = check_strict(strict)
+    alphas, delta, strict = options_iv(alpha, delta, method, procedure, strict)
 
     if (losses is None) == (counts is None):
         raise ValueError("losses: give exactly one of losses or counts (with n)")
@@ -338,7 +328,60 @@ def learn_then_test(
         risk_p, sizes = risk_pvalues(stacked, mask3, alphas, method, delta)
     else:
         risk_p = count_pvalues(stacked_k, n_cal if sizes is None else sizes, alphas, method)
+    return decide(
+        risk_p,
+        alphas=alphas,
+        delta=delta,
+        method=method,
+        procedure=procedure,
+        idx=idx,
+        strict=strict,
+        n_cal=n_cal,
+        sizes=sizes,
+        source=source,
+        n_opt=n_opt,
+    )
+
+
+def options_iv(
+    alpha: float | ArrayLike, delta: float, method: str, procedure: str, strict: bool
+) -> tuple[FloatArray, float, bool]:
+    """The validated levels (one per risk), ``delta`` and ``strict``; method and procedure."""
+    check_choice(method, "method", METHODS)
+    check_choice(procedure, "procedure", LTT_PROCEDURES)
+    # A plain float in (0, 1) is the common case: no further checks, no array round trip.
+    if not (type(delta) is float and 0.0 < delta < 1.0):
+        delta = check_level(delta, "delta")
+    if type(alpha) is float:
+        alphas = np.array([alpha if 0.0 < alpha < 1.0 else check_level(alpha, "alpha")])
+    else:
+        alphas = check_levels(alpha, "alpha")
+    if strict is not False and strict is not True:
+        strict = check_strict(strict)
+    return alphas, delta, strict
+
+
+def decide(
+    risk_p: FloatArray,
+    *,
+    alphas: FloatArray,
+    delta: float,
+    method: str,
+    procedure: str,
+    idx: IntArray | None,
+    strict: bool,
+    n_cal: int,
+    sizes: IntArray | None,
+    source: str | NDArray[Any] | tuple[NDArray[Any], ...],
+    n_opt: int = 0,
+) -> LTTResult:
+    """The FWER step on validated per-risk p-values (n_risks, m), and the result.
+
+    The p-value of a grid point is the maximum over risks (the union of the per-risk nulls);
+    a split fixed sequence tests its learned order ``idx`` as a fixed sequence.
+    """
     combined = risk_p[0] if risk_p.shape[0] == 1 else risk_p.max(axis=0)
+    split = procedure == "split_fixed_sequence"
     fw = fwer_kernel(combined, delta, "fixed_sequence" if split else procedure, idx, strict)
     found = bool(fw.indices.size)
     reason, min_n = (

@@ -105,16 +105,17 @@ def _binom_cdf(k: IntArray | FloatArray, n: int | IntArray, alpha: float) -> Flo
     gives 1). ``binom.cdf`` evaluates the same ufunc on floor(k), clips to [0, 1] and returns 1
     for k ≥ n; its argument broadcasting costs ~50 µs per call, the ufunc ~1 µs per 100 values.
     """
-    kf = np.asarray(k, dtype=np.float64)
-    nf: float | FloatArray = float(n) if isinstance(n, int) else np.asarray(n, dtype=np.float64)
+    # Integer arrays go to the float64 ufunc as they are: it casts them exactly.
+    kf = k if isinstance(k, np.ndarray) else np.asarray(k, dtype=np.float64)
+    nf: float | IntArray | FloatArray = float(n) if isinstance(n, int) else n
     if not isinstance(nf, float) and nf.shape != kf.shape:
         kf, nf = np.broadcast_arrays(kf, nf)
     if _BINOM_CDF_UFUNC is None:  # pragma: no cover
         return np.asarray(stats.binom.cdf(kf, nf, alpha), dtype=np.float64)
     # n = 0 (then k = 0) is evaluated at n = 1 and overwritten by 1 below: no 0/0 to silence
     # (np.errstate costs more than the cdf of 100 values).
-    size = nf if isinstance(nf, float) else np.maximum(nf, 1.0)
-    out = np.asarray(_BINOM_CDF_UFUNC(kf, size, alpha), dtype=np.float64)
+    size = nf if isinstance(nf, float) else np.maximum(nf, 1)
+    out: FloatArray = np.asarray(_BINOM_CDF_UFUNC(kf, size, alpha))  # 0-d: a scalar back
     # In place: np.clip / np.where would each cost more than the 100 cdf values themselves.
     np.minimum(out, 1.0, out=out)
     np.maximum(out, 0.0, out=out)

@@ -38,6 +38,7 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._ltt_result import LTTResult
 from ._repr import result_repr
 from ._validation import (
     BoolArray,
@@ -49,6 +50,9 @@ from ._validation import (
     check_grid,
     check_same_length,
 )
+from .conditional_pvalues import count_pvalues
+from .ltt import LTTProcedure, decide, learn_then_test, options_iv
+from .pvalues import PValueMethod
 
 __all__ = ["CONDITIONAL_RISKS", "ConditionalRisk", "ConditionalRiskName", "conditional_risk"]
 
@@ -136,6 +140,72 @@ class ConditionalRisk:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.n > 0, self.counts / np.maximum(self.n, 1), np.nan)
 
+    def certify(
+        self,
+        *,
+        alpha: float,
+        delta: float,
+        procedure: LTTProcedure = "holm",
+        method: PValueMethod = "binomial",
+        strict: bool = False,
+        opt_fraction: float = 0.3,
+        seed: int = 42,
+    ) -> LTTResult:
+        """Certify the thresholds whose risk is at most ``alpha``, tested in ``self.order``.
+
+        Learn-then-Test on these counts: bit for bit ``learn_then_test(counts=self.counts,
+        n=self.n, order=self.order, ...)``, without validating the counts again (they are this
+        object's own read-only arrays). ``"split_fixed_sequence"`` and ``method="wsr"`` need
+        the rows: they run ``learn_then_test(self.losses, where=self.where, ...)``.
+
+        Guarantee (LTT paper, Angelopoulos et al. 2022, Thm. 1, with one sample size per
+        threshold): with probability ≥ 1 − ``delta`` over the calibration rows, every
+        certified threshold has risk ≤ ``alpha``. The default ``"holm"`` never stops at the
+        data-poor first point of ``self.order`` (see the module notes); ``"fixed_sequence"``
+        and ``"fallback"`` test in ``self.order``. Select a threshold with
+        ``result.select(self.grid, rule=...)``: "most_aggressive" flags (or keeps) the most.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(1)
+        >>> unsafe = rng.uniform(size=2000) < 0.3
+        >>> score = np.where(unsafe, rng.beta(4, 2, 2000), rng.beta(2, 4, 2000))
+        >>> r = conditional_risk(unsafe, score, risk="precision", grid=np.linspace(0, 1, 101))
+        >>> res = r.certify(alpha=0.2, delta=0.1)     # P(safe | flagged) ≤ 0.2, w.p. ≥ 0.9
+        >>> res.found, round(float(res.select(r.grid, rule="most_aggressive")), 2)
+        (True, 0.73)
+        """
+        alphas, delta, strict = options_iv(alpha, delta, method, procedure, strict)
+        if alphas.size != 1:
+            raise ValueError(f"alpha: expected one level for one risk, got {alphas.size}")
+        if method == "wsr" or procedure == "split_fixed_sequence":
+            return learn_then_test(
+                self.losses,
+                where=self.where,
+                alpha=alpha,
+                delta=delta,
+                method=method,
+                procedure=procedure,
+                order=self.order,
+                strict=strict,
+                opt_fraction=opt_fraction,
+                seed=seed,
+            )
+        sizes = self.n[None]  # read-only, as learn_then_test's own copy
+        return decide(
+            count_pvalues(self.counts[None], sizes, alphas, method),
+            alphas=alphas,
+            delta=delta,
+            method=method,
+            procedure=procedure,
+            idx=self.order,
+            strict=strict,
+            n_cal=int(self.n.max()),
+            sizes=sizes,
+            source=(self.counts, sizes),
+        )
+
     def __repr__(self) -> str:
         return result_repr(
             self,
@@ -208,6 +278,8 @@ def conditional_risk(
         order = np.arange(m - 1, -1, -1, dtype=np.int64)
     else:
         order = np.arange(m, dtype=np.int64)
+    for arr in (counts, n, order):  # read-only: certify() trusts them without a check
+        arr.flags.writeable = False
     # Fields set as the frozen dataclass's __init__ would, at a tenth of its cost.
     result = object.__new__(ConditionalRisk)
     result.__dict__.update(risk=risk, grid=g, counts=counts, n=n, order=order, labels=y, scores=s)

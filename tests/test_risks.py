@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ctd_stats import learn_then_test
+from ctd_stats.ltt import LTTProcedure
 from ctd_stats.pvalues import PValueMethod
 from ctd_stats.risks import CONDITIONAL_RISKS, ConditionalRiskName, conditional_risk
 
@@ -180,3 +181,71 @@ def test_result_is_the_one_the_dataclass_constructor_builds() -> None:
         assert repr(built) == repr(r)
         with pytest.raises(dataclasses.FrozenInstanceError):
             r.risk = "fpr"  # type: ignore[misc]
+
+
+@given(
+    data(),
+    st.sampled_from(CONDITIONAL_RISKS),
+    st.sampled_from(["binomial", "hb", "hoeffding", "wsr"]),
+    st.sampled_from(["holm", "bonferroni", "fixed_sequence", "fallback", "split_fixed_sequence"]),
+)
+def test_certify_is_learn_then_test_in_the_natural_order(
+    d: tuple[np.ndarray, np.ndarray, np.ndarray],
+    risk: ConditionalRiskName,
+    method: PValueMethod,
+    procedure: LTTProcedure,
+) -> None:
+    """certify() = learn_then_test on the counts (or on the rows for wsr / split), bit for bit."""
+    labels, scores, grid = d
+    if procedure == "split_fixed_sequence" and labels.size < 2:
+        return
+    r = conditional_risk(labels, scores, risk=risk, grid=grid)
+    got = r.certify(alpha=0.3, delta=0.2, method=method, procedure=procedure)
+    if method == "wsr" or procedure == "split_fixed_sequence":
+        want = learn_then_test(
+            r.losses,
+            where=r.where,
+            alpha=0.3,
+            delta=0.2,
+            method=method,
+            procedure=procedure,
+            order=r.order,
+        )
+    else:
+        want = learn_then_test(
+            counts=r.counts,
+            n=r.n,
+            alpha=0.3,
+            delta=0.2,
+            method=method,
+            procedure=procedure,
+            order=r.order,
+        )
+    assert got == want and got.calibration_sha256 == want.calibration_sha256
+    assert got.to_json() == want.to_json()
+
+
+def test_certify_trusts_only_read_only_counts() -> None:
+    r = conditional_risk([0, 1, 1, 0], [0.1, 0.9, 0.6, 0.3], risk="precision", grid=[0.2, 0.5])
+    for arr in (r.counts, r.n, r.order):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"alpha": [0.1, 0.2]}, "alpha"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"delta": 0.0}, "delta"),
+        ({"method": "exact"}, "method"),
+        ({"procedure": "hommel"}, "procedure"),
+        ({"procedure": "split_fixed_sequence", "opt_fraction": 1.0}, "opt_fraction"),
+    ],
+)
+def test_certify_bad_input_names_the_argument(kwargs: dict[str, Any], name: str) -> None:
+    r = conditional_risk([0, 1, 1, 0], [0.1, 0.9, 0.6, 0.3], risk="precision", grid=[0.2, 0.5])
+    args: dict[str, Any] = {"alpha": 0.2, "delta": 0.1}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"^{name}"):
+        r.certify(**args)
