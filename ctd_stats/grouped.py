@@ -149,13 +149,31 @@ def caps_iv(alpha: Caps, labels: tuple[GroupLabel, ...], name: str) -> FloatArra
     return np.array([check_level(float(a), name) for a in caps], dtype=np.float64)
 
 
-def _group_delta(delta: float, n_groups: int, mode: str, correction: str) -> float:
-    """The level each group is tested at."""
-    if mode != "simultaneous" or n_groups == 1:
+def caps_per_group(alpha: Caps) -> bool:
+    """Whether ``alpha`` gives caps per group (a mapping, sequence or array), not one number."""
+    if isinstance(alpha, np.ndarray):
+        return alpha.ndim > 0
+    return isinstance(alpha, (Mapping, Sequence)) and not isinstance(alpha, str)
+
+
+def corrected_delta(delta: float, n_groups: int, correction: str) -> float:
+    """Each group's level for all ``n_groups`` groups at once at δ (validated inputs).
+
+    ``"bonferroni"``: δ/G (a union bound, valid for any dependence between the groups);
+    ``"sidak"``: 1 − (1 − δ)^{1/G} (valid for independent groups). δ itself for one group.
+    """
+    if n_groups == 1:
         return delta
     if correction == "bonferroni":
         return delta / n_groups
     return -math.expm1(math.log1p(-delta) / n_groups)  # Šidák 1 − (1 − δ)^{1/G}
+
+
+def _group_delta(delta: float, n_groups: int, mode: str, correction: str) -> float:
+    """The level each group is tested at."""
+    if mode != "simultaneous":
+        return delta
+    return corrected_delta(delta, n_groups, correction)
 
 
 # --------------------------------------------------------------------------- counting

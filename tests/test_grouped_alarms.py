@@ -1,15 +1,17 @@
-"""Per-group alarm thresholds: CRC per group (Mondrian), UCB for all groups at once (δ/G).
+"""Per-group alarm thresholds: CRC per group (Mondrian), UCB for all groups at once.
 
 Properties: one group is the ungrouped calibration bit for bit, each group equals the ungrouped
-calibration on its own rows (UCB at δ/G), relabelling the groups permutes the result. Monte
-Carlo validity with analytic risks: group g's minima are U^{b_g}, so its false-alarm risk is
-R_g(λ) = P(m < λ) = λ^{1/b_g} and its missed-detection risk 1 − λ^{1/b_g} (λ in [0, 1]).
+calibration on its own rows (UCB at δ/G, or 1 − (1 − δ)^{1/G} with Šidák, under its own cap),
+relabelling the groups permutes the result. Monte Carlo validity with analytic risks: group g's
+minima are U^{b_g}, so its false-alarm risk is R_g(λ) = P(m < λ) = λ^{1/b_g} and its
+missed-detection risk 1 − λ^{1/b_g} (λ in [0, 1]).
 Expectations: mean ≤ α + 4·sd/√R; high probability: V ≤ binom.ppf(1 − 1e−4, R, δ); each check
 has an invalid twin that fails it.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 from typing import Any
@@ -20,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from ctd_stats.grouped import learn_then_test_grouped
 from ctd_stats.online.alarm_calibration import (
     CRCThreshold,
     GroupedCRCThreshold,
@@ -209,6 +212,217 @@ def test_threshold_for_and_unknown_group() -> None:
             res.threshold_for(bad)  # type: ignore[arg-type]
 
 
+# --------------------------------------------------------------------------- caps, Šidák
+def _sidak(delta: float, n_groups: int) -> float:
+    return float(1.0 - (1.0 - delta) ** (1.0 / n_groups))
+
+
+@settings(max_examples=40, deadline=None)
+@given(minima_st, alpha_st, risk_st, bound_st, st.sampled_from([0, "task"]))
+def test_ucb_one_group_caps_and_sidak_equal_ungrouped(
+    mins: list[float], alpha: float, risk: Any, bound: str, label: int | str
+) -> None:
+    m = np.asarray(mins)
+    kw: dict[str, Any] = {"delta": 0.1, "risk": risk, "bound": bound}
+    plain = ucb_threshold(m, alpha=alpha, **kw)
+    for cap in (alpha, [alpha], {label: alpha}, np.array([alpha])):
+        res = ucb_threshold(m, alpha=cap, groups=[label] * len(m), correction="sidak", **kw)
+        assert res.group_delta == 0.1 and res.results == (plain,)
+        assert res.result_for(label).to_json() == plain.to_json()
+        assert _bits(res.caps) == _bits(np.array([alpha]))
+    vec = ucb_thresholds(m, alpha=[alpha], groups=[label] * len(m), correction="sidak", **kw)
+    assert _bits(vec[0]) == _bits(ucb_thresholds(m, alpha=[alpha], **kw))
+
+
+@settings(max_examples=40, deadline=None)
+@given(grouped_minima(), st.lists(alpha_st, min_size=4, max_size=4), risk_st, bound_st)
+def test_ucb_caps_and_sidak_each_group_is_the_ungrouped_calibration(
+    data: tuple[np.ndarray, np.ndarray], caps: list[float], risk: Any, bound: str
+) -> None:
+    m, labels = data
+    delta = 0.2
+    n_groups = len(set(labels.tolist()))
+    mine = caps[:n_groups]
+    res = ucb_threshold(
+        m, alpha=mine, delta=delta, risk=risk, bound=bound, groups=labels, correction="sidak"
+    )
+    level = -math.expm1(math.log1p(-delta) / n_groups) if n_groups > 1 else delta
+    assert res.group_delta == level and res.correction == "sidak"
+    assert res.alpha == tuple(mine) and _bits(res.caps) == _bits(np.array(mine))
+    rows = ucb_thresholds(
+        m, alpha=[0.3], delta=delta, risk=risk, bound=bound, groups=labels, correction="sidak"
+    )
+    for i, g in enumerate(res.groups):
+        own = m[labels == g]
+        kw: dict[str, Any] = {"delta": level, "risk": risk, "bound": bound}
+        assert res.result_for(g) == ucb_threshold(own, alpha=mine[i], **kw)
+        assert _bits(rows[i]) == _bits(ucb_thresholds(own, alpha=[0.3], **kw))
+
+
+def test_caps_mapping_sequence_and_array_agree() -> None:
+    m = np.linspace(0.0, 1.0, 300)
+    groups = np.array(["x", "y", "z"])[np.arange(300) % 3]
+    as_map = ucb_threshold(m, alpha={"z": 0.3, "x": 0.1, "y": 0.2}, groups=groups)
+    as_seq = ucb_threshold(m, alpha=[0.1, 0.2, 0.3], groups=groups)
+    as_arr = ucb_threshold(m, alpha=np.array([0.1, 0.2, 0.3]), groups=groups)
+    assert as_map == as_seq == as_arr and as_map.to_json() == as_seq.to_json()
+    assert as_map.alpha == (0.1, 0.2, 0.3) and as_map.caps.tolist() == [0.1, 0.2, 0.3]
+    assert [r.alpha for r in as_map.results] == [0.1, 0.2, 0.3]
+    # equal caps per group certify what one number does; only the stated cap differs
+    one = ucb_threshold(m, alpha=0.2, groups=groups)
+    same = ucb_threshold(m, alpha={"x": 0.2, "y": 0.2, "z": 0.2}, groups=groups)
+    assert one.results == same.results and one.alpha == 0.2 and same.alpha == (0.2, 0.2, 0.2)
+    assert "> α)" in one.guarantee and "> α_g)" in same.guarantee
+    # a larger cap never gives a more conservative threshold (fixed sequence, same data)
+    assert np.all(np.diff(as_seq.threshold_array) >= 0)
+
+
+@pytest.mark.parametrize("n_groups", [1, 2, 3, 10, 1000])
+@pytest.mark.parametrize("delta", [0.5, 0.1, 1e-6])
+def test_sidak_level(n_groups: int, delta: float) -> None:
+    m = np.linspace(0.0, 1.0, max(2000, n_groups))
+    groups = np.arange(len(m)) % n_groups
+    res = ucb_threshold(m, alpha=0.2, delta=delta, groups=groups, correction="sidak")
+    bonf = ucb_threshold(m, alpha=0.2, delta=delta, groups=groups)
+    assert bonf.group_delta == delta / n_groups and bonf.correction == "bonferroni"
+    with decimal.localcontext() as ctx:  # 1 − (1 − δ)^{1/G} to 40 digits
+        ctx.prec = 40
+        one = decimal.Decimal(1)
+        exact = one - (one - decimal.Decimal(delta)) ** (one / n_groups)
+    assert abs(decimal.Decimal(res.group_delta) / exact - 1) < 1e-14
+    assert res.group_delta >= bonf.group_delta and (n_groups == 1) == (
+        res.group_delta == bonf.group_delta
+    )
+    assert all(r.delta == res.group_delta for r in res.results)
+    # one level for UCB and LTT: the same helper in both
+    ltt = learn_then_test_grouped(
+        counts=np.zeros((n_groups, 1), dtype=np.int64),
+        n=10,
+        alpha=0.2,
+        delta=delta,
+        mode="simultaneous",
+        correction="sidak",
+        order="ascending",
+    )
+    assert ltt.group_delta == res.group_delta
+    if n_groups == 2 and delta == 0.1:
+        assert res.group_delta == 0.051316701949486204  # 1 − √0.9
+        assert "Šidák" in res.guarantee and "independent" in res.guarantee
+        assert "1 − (1 − δ)^(1/G) = 0.051316701949486204" in res.guarantee
+
+
+@settings(max_examples=40, deadline=None)
+@given(grouped_minima(), alpha_st, risk_st, bound_st)
+def test_sidak_is_never_more_conservative_than_bonferroni(
+    data: tuple[np.ndarray, np.ndarray], alpha: float, risk: Any, bound: str
+) -> None:
+    m, labels = data
+    kw: dict[str, Any] = {"alpha": alpha, "delta": 0.2, "risk": risk, "bound": bound}
+    sidak = ucb_threshold(m, groups=labels, correction="sidak", wsr_delta=0.2, **kw)
+    bonf = ucb_threshold(m, groups=labels, wsr_delta=0.2, **kw)
+    if risk == "false_alarm":  # a larger λ alarms less: less conservative
+        assert np.all(sidak.threshold_array >= bonf.threshold_array)
+    else:
+        assert np.all(sidak.threshold_array <= bonf.threshold_array)
+    assert np.all(sidak.found >= bonf.found)
+
+
+def test_caps_and_correction_json_round_trip() -> None:
+    m = np.concatenate([np.linspace(0.05, 0.95, 80), [0.3, 0.6]])
+    groups = [2] * 40 + [5] * 40 + [9] * 2  # group 9 certifies nothing: ±inf in the payload
+    for risk in ("false_alarm", "missed_detection"):
+        res = ucb_threshold(
+            m, alpha={9: 0.3, 2: 0.1, 5: 0.2}, risk=risk, groups=groups, correction="sidak"
+        )
+        text = res.to_json()
+        back = GroupedUCBThreshold.from_json(text)
+        assert back == res and back.to_json() == text
+        assert back.alpha == (0.1, 0.2, 0.3) and back.correction == "sidak"
+        assert back.group_delta == res.group_delta and "Šidák" in back.guarantee
+        settings_ = json.loads(text)["settings"]
+        assert settings_["correction"] == "sidak"
+        assert settings_["alpha"] == {"__tuple__": [0.1, 0.2, 0.3]}
+        assert settings_["group_delta"] == res.group_delta
+    # the default payload keeps the fields and the plain-number alpha it always had
+    old = json.loads(ucb_threshold(m, alpha=0.2, groups=groups).to_json())
+    assert set(old["fields"]) == {
+        "groups",
+        "results",
+        "alpha",
+        "delta",
+        "group_delta",
+        "correction",
+        "risk",
+        "bound",
+        "method",
+        "calibration_sha256",
+        "guarantee",
+    }
+    assert old["fields"]["alpha"] == 0.2 and old["fields"]["correction"] == "bonferroni"
+
+
+@pytest.mark.parametrize(
+    ("alpha", "message"),
+    [
+        ({"a": 0.1, "b": 0.1, "c": 0.1}, "group 'c' has no calibration rows"),
+        ({"a": 0.1}, "no cap for group 'b'"),
+        ([0.1, 0.2, 0.3], "3 caps for 2 groups"),
+        ([0.1, 1.0], r"must lie in \(0, 1\)"),
+        ({"a": 0.0, "b": 0.1}, r"must lie in \(0, 1\)"),
+        ([0.1, math.nan], "NaN|must lie in"),
+        (1.5, r"must lie in \(0, 1\)"),
+        (-0.1, r"must lie in \(0, 1\)"),
+    ],
+)
+def test_bad_caps(alpha: Any, message: str) -> None:
+    m = np.array([0.1, 0.4, 0.6, 0.9])
+    with pytest.raises(ValueError, match=rf"^alpha:.*({message})"):
+        ucb_threshold(m, alpha=alpha, groups=["a", "b", "a", "b"])
+
+
+def test_caps_need_groups_and_correction_is_checked() -> None:
+    m = np.array([0.1, 0.4, 0.6, 0.9])
+    caps: Any = [0.1, 0.2]
+    with pytest.raises(TypeError, match=r"^alpha: expected a number"):
+        ucb_threshold(m, alpha=caps)  # per-group caps without groups
+    bad: Any
+    for bad in ("holm", "Sidak", "", None):
+        with pytest.raises(ValueError, match=r"^correction: must be one of"):
+            ucb_threshold(m, alpha=0.1, correction=bad)
+        with pytest.raises(ValueError, match=r"^correction: must be one of"):
+            ucb_threshold(m, alpha=0.1, groups=[0, 1, 0, 1], correction=bad)
+        with pytest.raises(ValueError, match=r"^correction: must be one of"):
+            ucb_thresholds(m, alpha=[0.1], groups=[0, 1, 0, 1], correction=bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(grouped_minima(), st.lists(alpha_st, min_size=4, max_size=4), risk_st)
+def test_crc_caps_each_group_is_the_ungrouped_calibration_at_its_cap(
+    data: tuple[np.ndarray, np.ndarray], caps: list[float], risk: Any
+) -> None:
+    m, labels = data
+    mine = caps[: len(set(labels.tolist()))]
+    res = crc_threshold(m, alpha=mine, risk=risk, groups=labels)
+    assert res.alpha == tuple(mine) and _bits(res.caps) == _bits(np.array(mine))
+    for i, g in enumerate(res.groups):
+        assert res.result_for(g) == crc_threshold(m[labels == g], alpha=mine[i], risk=risk)
+    as_map = crc_threshold(
+        m, alpha=dict(zip(res.groups, mine, strict=True)), risk=risk, groups=labels
+    )
+    assert as_map == res and as_map.to_json() == res.to_json()
+    back = GroupedCRCThreshold.from_json(res.to_json())
+    assert back == res and back.alpha == tuple(mine) and "α_g" in back.guarantee
+
+
+@pytest.mark.parametrize(
+    ("alpha", "message"),
+    [({"a": 0.1}, "no cap for group 'b'"), ([0.1, 1.0], r"must lie in \(0, 1\)")],
+)
+def test_crc_bad_caps(alpha: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^alpha:.*({message})"):
+        crc_threshold(np.array([0.1, 0.4, 0.6, 0.9]), alpha=alpha, groups=["a", "b", "a", "b"])
+
+
 # --------------------------------------------------------------------------- JSON
 @pytest.mark.parametrize("fit", [crc_threshold, ucb_threshold])
 def test_json_round_trip(fit: Any) -> None:
@@ -280,7 +494,7 @@ def _draw(rng: np.random.Generator, shape: np.ndarray, n: np.ndarray) -> np.ndar
 
 def _risk(lam: np.ndarray, shape: np.ndarray, risk: str) -> np.ndarray:
     """True risk of each group's threshold: R_I = λ^{1/b}, R_II = 1 − λ^{1/b} (λ clipped)."""
-    cdf = np.clip(lam, 0.0, 1.0) ** (1.0 / shape)
+    cdf: np.ndarray = np.clip(lam, 0.0, 1.0) ** (1.0 / shape)
     return cdf if risk == "false_alarm" else 1.0 - cdf
 
 
@@ -311,6 +525,29 @@ def test_crc_expected_risk_per_group(risk: Risk) -> None:
     # continuous scores: E[R_g] = k_g/(n_g + 1) exactly (0 for the group that certifies nothing)
     k = np.floor(ALPHA * (CRC_N + 1))
     assert np.all(np.abs(mean - k / (CRC_N + 1)) <= tol + 1e-12), (mean, k / (CRC_N + 1))
+
+
+@pytest.mark.validity
+def test_crc_expected_risk_per_group_at_its_own_cap() -> None:
+    """Mondrian CRC with a cap α_g per group: E[R_g] = k_g/(n_g + 1) ≤ α_g for each group."""
+    caps = np.array([0.2, 0.05, 0.15, 0.1])
+    rng = np.random.default_rng(1808)
+    labels = np.repeat(np.arange(4), CRC_N)
+    risks, twin = np.empty((CRC_RUNS, 4)), np.empty((CRC_RUNS, 4))
+    for r in range(CRC_RUNS):
+        m = _draw(rng, CRC_SHAPES, CRC_N)
+        res = crc_threshold(m, alpha=caps, groups=labels)
+        risks[r] = _risk(res.threshold_array, CRC_SHAPES, "false_alarm")
+        # invalid twin: every group calibrated at the loosest cap, read against its own
+        loose = crc_threshold(m, alpha=float(caps.max()), groups=labels)
+        twin[r] = _risk(loose.threshold_array, CRC_SHAPES, "false_alarm")
+    mean, sd = risks.mean(axis=0), risks.std(axis=0, ddof=1)
+    tol = 4 * sd / math.sqrt(CRC_RUNS)
+    assert np.all(mean <= caps + tol), (mean, tol)
+    k = np.floor(caps * (CRC_N + 1))
+    assert np.all(np.abs(mean - k / (CRC_N + 1)) <= tol + 1e-12), (mean, k / (CRC_N + 1))
+    twin_mean, twin_sd = twin.mean(axis=0), twin.std(axis=0, ddof=1)
+    assert twin_mean[1] > caps[1] + 4 * twin_sd[1] / math.sqrt(CRC_RUNS)  # the check FAILS
 
 
 @pytest.mark.validity
@@ -372,3 +609,49 @@ def test_invalid_twin_per_group_delta_claimed_simultaneous_fails() -> None:
     assert np.all(per_group <= stats.binom.ppf(1 - 1e-4, UCB_RUNS, DELTA) / UCB_RUNS)
     expected = 1 - np.prod(1 - per_group)  # independent groups
     assert abs(v_any / UCB_RUNS - expected) < 4 * math.sqrt(expected * (1 - expected) / UCB_RUNS)
+
+
+# Šidák for independent groups, each under its own cap: the ten groups' calibration samples are
+# drawn separately (independent, fixed sizes), as the correction needs.
+SIDAK_CAPS = np.linspace(0.05, 0.2, 10)
+SIDAK_RUNS = 2000
+SIDAK_TOLERANCE = int(stats.binom.ppf(1 - 1e-4, SIDAK_RUNS, DELTA))
+
+
+def _sidak_violations(seed: int, *, corrected: bool) -> np.ndarray:
+    """Per run and group: the group's threshold has true false-alarm risk above its cap."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), UCB_N)
+    caps = SIDAK_CAPS.tolist()
+    bad = np.empty((SIDAK_RUNS, 10), dtype=np.bool_)
+    for r in range(SIDAK_RUNS):
+        m = _draw(rng, UCB_SHAPES, UCB_N)
+        if corrected:
+            res = ucb_threshold(m, alpha=caps, delta=DELTA, groups=labels, correction="sidak")
+            lam = res.threshold_array
+        else:  # invalid twin: each group at δ, read as if simultaneous
+            lam = np.array(
+                [
+                    ucb_threshold(m[labels == g], alpha=caps[g], delta=DELTA).threshold
+                    for g in range(10)
+                ]
+            )
+        bad[r] = _risk(lam, UCB_SHAPES, "false_alarm") > SIDAK_CAPS
+    return bad
+
+
+@pytest.mark.validity
+def test_ucb_sidak_independent_groups_within_delta() -> None:
+    bad = _sidak_violations(1808, corrected=True)
+    v_any = int(bad.any(axis=1).sum())
+    assert v_any <= SIDAK_TOLERANCE, (v_any, SIDAK_TOLERANCE)
+    per_group_tol = stats.binom.ppf(1 - 1e-4, SIDAK_RUNS, _sidak(DELTA, 10))
+    assert np.all(bad.sum(axis=0) <= per_group_tol), (bad.sum(axis=0), per_group_tol)
+
+
+@pytest.mark.validity
+def test_invalid_twin_sidak_each_group_at_delta_fails() -> None:
+    """Each group at δ under its cap, read as simultaneous: the same check FAILS."""
+    bad = _sidak_violations(1808, corrected=False)
+    v_any = int(bad.any(axis=1).sum())
+    assert v_any > SIDAK_TOLERANCE, (v_any, SIDAK_TOLERANCE)

@@ -6,14 +6,14 @@ Validation happens here once, at the public edge (:func:`calibration_inputs`,
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .._repr import result_repr
-from .._validation import as_float_array, check_choice, check_grid, plain
-from ..grouped import group_labels, group_position
+from .._validation import as_float_array, check_choice, check_grid, check_level, plain
+from ..grouped import Caps, caps_iv, caps_per_group, group_labels, group_position
 from ..typing import BoolArray, FloatArray, IntArray
 from .trajectories import Trajectories
 
@@ -51,6 +51,26 @@ def resolve_grid(grid: GridArg) -> FloatArray | None:
         check_choice(grid, "grid", ("paper",))
         return paper_grid()
     return check_grid(grid, "grid", finite=False)
+
+
+def one_alpha(alpha: Caps, groups: ArrayLike | None) -> float | None:
+    """``alpha`` checked as one level; None for per-group caps with ``groups`` (see group_caps).
+
+    One number is checked before the groups are read (as without groups); caps need the labels.
+    """
+    if groups is not None and caps_per_group(alpha):
+        return None
+    return check_level(cast(float, alpha), "alpha")
+
+
+def group_caps(
+    alpha: Caps, checked: float | None, labels: tuple[Label, ...]
+) -> tuple[float | tuple[float, ...], list[float]]:
+    """The cap as a result records it (one number, or the caps in group order), and per group."""
+    if checked is not None:
+        return checked, [checked] * len(labels)
+    caps = tuple(caps_iv(alpha, labels, "alpha").tolist())
+    return caps, list(caps)
 
 
 def grouped_minima(

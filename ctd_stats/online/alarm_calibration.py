@@ -21,8 +21,9 @@ the result says so (``found=False``, ``reason``, ``min_n``) and keeps the safe t
 
 ``groups=`` (one label per trajectory: task type, dataset, length bucket) gives one threshold per
 group, each calibrated on its own rows: CRC in expectation for each group separately
-(:class:`GroupedCRCThreshold`), UCB for all groups at once at δ/G per group (Bonferroni,
-:class:`GroupedUCBThreshold`).
+(:class:`GroupedCRCThreshold`), UCB for all groups at once (:class:`GroupedUCBThreshold`), under
+one α or a cap α_g per group, at δ/G per group (Bonferroni, any dependence between the groups)
+or 1 − (1 − δ)^{1/G} (Šidák, independent groups' calibration samples).
 """
 
 from __future__ import annotations

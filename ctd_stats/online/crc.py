@@ -38,6 +38,7 @@ from .._validation import (
     check_sorted,
     plain,
 )
+from ..grouped import Caps
 from ..typing import FloatArray, IntArray
 from ._calibration_common import (
     GridArg,
@@ -46,7 +47,9 @@ from ._calibration_common import (
     Risk,
     ThresholdResult,
     calibration_inputs,
+    group_caps,
     grouped_minima,
+    one_alpha,
     safe_threshold,
     uncertified,
 )
@@ -141,7 +144,10 @@ class GroupedCRCThreshold(
     results
         One :class:`CRCThreshold` per group (its ``found``, ``reason``, ``min_n``, ``n``, ``k``),
         equal to :func:`crc_threshold` on that group's calibration minima.
-    alpha, risk, method
+    alpha
+        The cap as given: one number for every group, or a tuple of the per-group caps α_g in
+        group order (from a mapping or a sequence); :attr:`caps` is always per group.
+    risk, method
         The settings shared by every group.
     calibration_sha256
         sha256 of every group's calibration minima together, in calibration order.
@@ -156,7 +162,7 @@ class GroupedCRCThreshold(
 
     groups: tuple[Label, ...]
     results: tuple[CRCThreshold, ...]
-    alpha: float
+    alpha: float | tuple[float, ...]
     risk: str
     method: str
     calibration_sha256: str
@@ -165,6 +171,11 @@ class GroupedCRCThreshold(
     _repr_lines = ("alpha", "risk", "method")
 
     _json_settings = ("alpha", "risk", "method")
+
+    @property
+    def caps(self) -> FloatArray:
+        """Each group's cap α_g in group order, shape (G,)."""
+        return np.array([r.alpha for r in self.results], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -255,7 +266,7 @@ def crc_threshold(
 def crc_threshold(
     calibration: Trajectories | ArrayLike,
     *,
-    alpha: float,
+    alpha: Caps,
     risk: Risk = ...,
     grid: GridArg = ...,
     groups: ArrayLike,
@@ -266,7 +277,7 @@ def crc_threshold(
 def crc_threshold(
     calibration: Trajectories | ArrayLike,
     *,
-    alpha: float,
+    alpha: Caps,
     risk: Risk = ...,
     grid: GridArg = ...,
     groups: ArrayLike | None,
@@ -276,7 +287,7 @@ def crc_threshold(
 def crc_threshold(
     calibration: Trajectories | ArrayLike,
     *,
-    alpha: float,
+    alpha: Caps,
     risk: Risk = "false_alarm",
     grid: GridArg = None,
     groups: ArrayLike | None = None,
@@ -290,8 +301,10 @@ def crc_threshold(
 
     ``groups`` (one label per trajectory of ``calibration``, integers or non-empty strings:
     task type, dataset, length bucket) gives one threshold per group, each calibrated on its
-    group's rows alone, in a :class:`GroupedCRCThreshold`. Guarantee for EACH group g:
-    E[R_g(λ̂_g)] ≤ α in expectation (Mondrian CRC); not simultaneous over groups. A group
+    group's rows alone, in a :class:`GroupedCRCThreshold`, under one α or a cap α_g per group
+    (a mapping group → cap, exactly the groups with rows, or a sequence in sorted group order;
+    ``ValueError`` starting with ``alpha:`` otherwise). Guarantee for EACH group g:
+    E[R_g(λ̂_g)] ≤ α_g in expectation (Mondrian CRC); not simultaneous over groups. A group
     too small to certify says so in its own result (``found=False``, ``reason``, ``min_n``).
     ``ValueError`` starting with ``groups:`` for labels of the wrong length, NaN or empty
     labels, or a group with no trajectory of the class that calibrates ``risk``.
@@ -301,18 +314,20 @@ def crc_threshold(
     (0.5, 0.4)
     """
     raw, g = calibration_inputs(calibration, risk, grid)
-    a = check_level(alpha, "alpha")
+    a = one_alpha(alpha, groups)
     if groups is None:
+        assert a is not None
         return _crc_result(raw, a, risk, g)
     labels, parts = grouped_minima(calibration, raw, risk, groups)
+    cap, caps = group_caps(alpha, a, labels)
     return GroupedCRCThreshold(
         groups=labels,
-        results=tuple(_crc_result(m, a, risk, g) for m in parts),
-        alpha=a,
+        results=tuple(_crc_result(m, c, risk, g) for m, c in zip(parts, caps, strict=True)),
+        alpha=cap,
         risk=risk,
         method="closed_form" if g is None else "grid",
         calibration_sha256=array_sha256(raw),
-        guarantee=_grouped_crc_guarantee(risk),
+        guarantee=_grouped_crc_guarantee(risk, a is None),
     )
 
 
@@ -361,14 +376,15 @@ def _crc_guarantee(risk: str) -> str:
     )
 
 
-def _grouped_crc_guarantee(risk: str) -> str:
+def _grouped_crc_guarantee(risk: str, per_group: bool) -> str:
     what = (
         "P(m_new < λ̂_g | correct, g)"
         if risk == "false_alarm"
         else ("P(m_new ≥ λ̂_g | incorrect, g)")
     )
+    cap = "α_g" if per_group else "α"
     return (
-        f"For EACH group g separately: E[{what}] ≤ k_g/(n_g+1) ≤ α in expectation over the "
+        f"For EACH group g separately: E[{what}] ≤ k_g/(n_g+1) ≤ {cap} in expectation over the "
         "group's calibration and test draw, for trajectories of group g exchangeable with the "
         "group's calibration ones (Mondrian conformal risk control, each group calibrated on "
         "its own rows). Not simultaneous over groups: no claim about all groups at once"

@@ -10,9 +10,10 @@ calibration, no loss at the first candidate, would pass) and the safe threshold 
 for false alarms, +∞ always alarm for missed detections).
 
 With ``groups=`` (task type, dataset, length bucket: one label per trajectory) each of the G
-groups gets its own threshold from its own rows, tested at δ/G (Bonferroni, beyond the papers):
-P(∃g: R_g(λ̂_g) > α) ≤ Σ_g δ/G = δ, a guarantee for all groups at once (union bound, valid
-for any dependence between the groups).
+groups gets its own threshold from its own rows, under one cap α or its own cap α_g, tested at
+δ_G (beyond the papers), so that P(∃g: R_g(λ̂_g) > α_g) ≤ δ for all groups at once: Bonferroni
+δ_G = δ/G (union bound, any dependence between the groups) or Šidák δ_G = 1 − (1 − δ)^{1/G}
+(Šidák 1967; groups' calibration samples independent: 1 − (1 − δ_G)^G = δ).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .. import pvalues as _pv
 from .._serialize import JSONSerializable, array_sha256, exact_eq
 from .._validation import as_int_array, check_choice, check_level, check_levels, check_positive_int
 from ..fwer import fixed_sequence
+from ..grouped import CORRECTIONS, Caps, Correction, corrected_delta
 from ..typing import FloatArray, IntArray
 from ._calibration_common import (
     GridArg,
@@ -37,7 +39,9 @@ from ._calibration_common import (
     Risk,
     ThresholdResult,
     calibration_inputs,
+    group_caps,
     grouped_minima,
+    one_alpha,
     safe_threshold,
     uncertified,
 )
@@ -104,12 +108,21 @@ class GroupedUCBThreshold(
 ):
     """One UCB alarm threshold per group, certified for all groups at once.
 
-    Guarantee (valid bounds): P(∃g: R_g(λ̂_g) > α) ≤ δ over the calibration draw, where R_g is
-    group g's false-alarm (or missed-detection) risk. Each group is calibrated on its own rows
-    by fixed-sequence testing at ``group_delta`` = δ/G (Bonferroni: a union bound over the G
-    groups, valid whatever their dependence; monitoring paper §4 for the per-group threshold,
-    Learn-then-Test, Angelopoulos et al. 2021, Thm. 1, for each group's test). A new input's
-    group must be known when its threshold is applied.
+    Guarantee (valid bounds): P(∃g: R_g(λ̂_g) > α_g) ≤ δ over the calibration draw, where R_g
+    is group g's false-alarm (or missed-detection) risk and α_g its cap (one α for every group,
+    or one cap per group). Each group is calibrated on its own rows by fixed-sequence testing at
+    ``group_delta`` (monitoring paper §4 for the per-group threshold, Learn-then-Test,
+    Angelopoulos et al. 2021, Thm. 1, for each group's test, P(R_g(λ̂_g) > α_g) ≤ group_delta):
+
+    * ``correction="bonferroni"``: group_delta = δ/G, a union bound over the G groups, valid
+      whatever the dependence between the groups' calibration samples;
+    * ``correction="sidak"``: group_delta = 1 − (1 − δ)^{1/G} (Šidák 1967), valid when the
+      groups' calibration samples are independent (disjoint samples drawn separately per
+      group, or i.i.d. rows split by group, read given the group sizes): the G events
+      {R_g(λ̂_g) > α_g} are then independent, so P(∃g) ≤ 1 − (1 − group_delta)^G = δ.
+
+    With one group, group_delta = δ under either correction. A new input's group must be known
+    when its threshold is applied.
 
     Attributes
     ----------
@@ -118,9 +131,13 @@ class GroupedUCBThreshold(
     results
         One :class:`UCBThreshold` per group at level ``group_delta`` (its ``found``,
         ``reason``, ``min_n`` at that level), equal to :func:`ucb_threshold` on that group's
-        calibration minima with ``delta=group_delta``.
-    alpha, delta, group_delta, correction
-        The cap, the simultaneous level δ, each group's level δ/G and ``"bonferroni"``.
+        calibration minima with ``alpha`` its cap and ``delta=group_delta``.
+    alpha
+        The cap as given: one number for every group, or a tuple of the per-group caps α_g in
+        group order (from a mapping or a sequence); :attr:`caps` is always per group.
+    delta, group_delta, correction
+        The simultaneous level δ, each group's level and the correction that gave it,
+        ``"bonferroni"`` (δ/G) or ``"sidak"`` (1 − (1 − δ)^{1/G}).
     risk, bound, method
         The settings shared by every group.
     calibration_sha256
@@ -136,7 +153,7 @@ class GroupedUCBThreshold(
 
     groups: tuple[Label, ...]
     results: tuple[UCBThreshold, ...]
-    alpha: float
+    alpha: float | tuple[float, ...]
     delta: float
     group_delta: float
     correction: str
@@ -157,6 +174,11 @@ class GroupedUCBThreshold(
         "bound",
         "method",
     )
+
+    @property
+    def caps(self) -> FloatArray:
+        """Each group's cap α_g in group order, shape (G,)."""
+        return np.array([r.alpha for r in self.results], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- p-values
@@ -285,18 +307,21 @@ def ucb_thresholds(
     grid: GridArg = None,
     wsr_delta: float | None = None,
     groups: ArrayLike | None = None,
+    correction: Correction = "bonferroni",
 ) -> FloatArray:
     """UCB thresholds for many α at once (see :func:`ucb_threshold`), shaped like ``alpha``.
 
     With ``groups`` (one label per trajectory) the array has shape ``(G, *alpha.shape)``: row g is
-    group g's thresholds at δ/G (Bonferroni, for all groups at once; see
+    group g's thresholds at the level ``correction`` gives each group, δ/G (``"bonferroni"``) or
+    1 − (1 − δ)^{1/G} (``"sidak"``), for all groups at once at each α (see
     :class:`GroupedUCBThreshold`), groups in sorted label order.
     """
     mins, g, d, wd = _ucb_iv(calibration, risk, grid, bound, delta, wsr_delta)
+    check_choice(correction, "correction", CORRECTIONS)
     a = check_levels(alpha, "alpha")
     if groups is not None:
         _, parts = grouped_minima(calibration, mins, risk, groups)
-        gd = d / len(parts)
+        gd = corrected_delta(d, len(parts), correction)
         gwd = gd if wsr_delta is None else wd
         rows = [[_ucb_kernel(m, float(x), gd, risk, bound, g, gwd)[0] for x in a] for m in parts]
         return np.array(rows, dtype=np.float64).reshape(len(parts), *np.shape(alpha))
@@ -315,6 +340,7 @@ def ucb_threshold(
     grid: GridArg = ...,
     wsr_delta: float | None = ...,
     groups: None = ...,
+    correction: Correction = ...,
 ) -> UCBThreshold: ...
 
 
@@ -322,13 +348,14 @@ def ucb_threshold(
 def ucb_threshold(
     calibration: Trajectories | ArrayLike,
     *,
-    alpha: float,
+    alpha: Caps,
     delta: float = ...,
     risk: Risk = ...,
     bound: str = ...,
     grid: GridArg = ...,
     wsr_delta: float | None = ...,
     groups: ArrayLike,
+    correction: Correction = ...,
 ) -> GroupedUCBThreshold: ...
 
 
@@ -336,26 +363,28 @@ def ucb_threshold(
 def ucb_threshold(
     calibration: Trajectories | ArrayLike,
     *,
-    alpha: float,
+    alpha: Caps,
     delta: float = ...,
     risk: Risk = ...,
     bound: str = ...,
     grid: GridArg = ...,
     wsr_delta: float | None = ...,
     groups: ArrayLike | None,
+    correction: Correction = ...,
 ) -> UCBThreshold | GroupedUCBThreshold: ...
 
 
 def ucb_threshold(
     calibration: Trajectories | ArrayLike,
     *,
-    alpha: float,
+    alpha: Caps,
     delta: float = 0.1,
     risk: Risk = "false_alarm",
     bound: str = "binomial",
     grid: GridArg = None,
     wsr_delta: float | None = None,
     groups: ArrayLike | None = None,
+    correction: Correction = "bonferroni",
 ) -> UCBThreshold | GroupedUCBThreshold:
     """High-probability alarm threshold: P(R(λ̂) > α) ≤ δ.
 
@@ -369,46 +398,75 @@ def ucb_threshold(
 
     ``groups`` (one label per trajectory of ``calibration``, integers or non-empty strings:
     task type, dataset, length bucket) gives one threshold per group in a
-    :class:`GroupedUCBThreshold`: each group calibrated on its own rows at δ/G (Bonferroni
-    correction over the G groups), so P(∃g: R_g(λ̂_g) > α) ≤ δ, for all groups at once.
-    ``wsr_delta`` defaults to δ/G there. A group too small to certify at δ/G says so in its own
-    result (``found=False``, ``reason``, ``min_n`` at δ/G). ``ValueError`` starting with
-    ``groups:`` for labels of the wrong length, NaN or empty labels, or a group with no
-    trajectory of the class that calibrates ``risk``.
+    :class:`GroupedUCBThreshold`, each calibrated on its own rows at a corrected level, so
+    P(∃g: R_g(λ̂_g) > α_g) ≤ δ for all groups at once. ``alpha`` is then one number for every
+    group, a mapping group → cap α_g (exactly the groups with rows) or a sequence of caps in
+    sorted group order. ``correction``: ``"bonferroni"`` (default; Bonferroni) δ/G, valid for
+    any dependence between the groups, or ``"sidak"`` (Šidák) 1 − (1 − δ)^{1/G}, slightly
+    larger, valid only when the groups' calibration samples are independent of each other
+    (disjoint samples drawn separately per group, or i.i.d. rows split by group, read given the
+    group sizes). ``wsr_delta`` defaults to that level. A group too small to certify at its
+    level says so in its own result (``found=False``, ``reason``, ``min_n`` at that level).
+    ``ValueError`` starting with ``groups:`` for labels of the wrong length, NaN or empty
+    labels, or a group with no trajectory of the class that calibrates ``risk``; ``alpha:`` for
+    a cap outside (0, 1), a mapping naming a group with no rows or missing one, or a sequence of
+    the wrong length; ``correction:`` for an unknown one.
 
     >>> res = ucb_threshold(np.linspace(0, 1, 200), alpha=0.2, groups=np.arange(200) % 2)
     >>> res.group_delta, res.results[0].delta
     (0.05, 0.05)
+    >>> res = ucb_threshold(np.linspace(0, 1, 200), alpha={0: 0.2, 1: 0.1},
+    ...                     groups=np.arange(200) % 2, correction="sidak")
+    >>> res.caps.tolist(), round(res.group_delta, 6)
+    ([0.2, 0.1], 0.051317)
     """
     mins, g, d, wd = _ucb_iv(calibration, risk, grid, bound, delta, wsr_delta)
-    a = check_level(alpha, "alpha")
+    check_choice(correction, "correction", CORRECTIONS)
+    a = one_alpha(alpha, groups)
     if groups is None:
+        assert a is not None
         return _ucb_result(mins, a, d, risk, bound, g, wd)
     labels, parts = grouped_minima(calibration, mins, risk, groups)
-    gd = d / len(parts)  # Bonferroni: the G groups' levels sum to δ
+    cap, caps = group_caps(alpha, a, labels)
+    gd = corrected_delta(d, len(parts), correction)
     gwd = gd if wsr_delta is None else wd
-    what = "false-alarm risk R_I" if risk == "false_alarm" else "missed-detection risk R_II"
-    if bound == "paper_nonstandard_hb":
-        guarantee = "none: the paper's non-standard p-value is not valid (reproduction only)"
-    else:
-        guarantee = (
-            f"For all groups at once: P(some group g has {what},g(λ̂_g) > α) ≤ δ = {d!r} over "
-            f"the calibration draw; each group calibrated on its own rows at δ/G = {gd!r} "
-            f"(Bonferroni correction over G = {len(parts)} groups; {bound} p-values, "
-            "fixed-sequence testing from the safe end)"
-        )
     return GroupedUCBThreshold(
         groups=labels,
-        results=tuple(_ucb_result(m, a, gd, risk, bound, g, gwd) for m in parts),
-        alpha=a,
+        results=tuple(
+            _ucb_result(m, c, gd, risk, bound, g, gwd) for m, c in zip(parts, caps, strict=True)
+        ),
+        alpha=cap,
         delta=d,
         group_delta=gd,
-        correction="bonferroni",
+        correction=correction,
         risk=risk,
         bound=bound,
         method="closed_form" if g is None else "grid",
         calibration_sha256=array_sha256(mins),
-        guarantee=guarantee,
+        guarantee=_grouped_guarantee(risk, bound, correction, a is None, d, gd, len(parts)),
+    )
+
+
+def _grouped_guarantee(
+    risk: str, bound: str, correction: str, per_group: bool, d: float, gd: float, n_groups: int
+) -> str:
+    """The guarantee of a :class:`GroupedUCBThreshold` in words."""
+    if bound == "paper_nonstandard_hb":
+        return "none: the paper's non-standard p-value is not valid (reproduction only)"
+    what = "false-alarm risk R_I" if risk == "false_alarm" else "missed-detection risk R_II"
+    cap = "α_g" if per_group else "α"
+    if correction == "bonferroni":
+        level, why = "δ/G", f"Bonferroni correction over G = {n_groups} groups"
+    else:
+        level = "1 − (1 − δ)^(1/G)"
+        why = (
+            f"Šidák correction over G = {n_groups} groups, valid when the groups' calibration "
+            "samples are independent"
+        )
+    return (
+        f"For all groups at once: P(some group g has {what},g(λ̂_g) > {cap}) ≤ δ = {d!r} over "
+        f"the calibration draw; each group calibrated on its own rows at {level} = {gd!r} "
+        f"({why}; {bound} p-values, fixed-sequence testing from the safe end)"
     )
 
 
