@@ -59,6 +59,7 @@ EXCLUDED: dict[str, str] = {
 # (documented); wrong types still raise a TypeError named after the argument.
 READS_FILES: set[str] = {"sha256_of"}
 
+
 def _is_api_callable(obj: object) -> bool:
     """Functions and classes. Not called: type aliases (``Literal[...]``, ``NDArray[...]``) and
     Protocols (``StreamingMonitor``: types to check against, which cannot be instantiated)."""

@@ -35,6 +35,8 @@ from .._serialize import JSONSerializable, exact_eq
 from .._streaming import BatchMonitor, Step, StreamingMonitor, Trace, check_state, trace_by_updates
 from .._validation import as_float_array, check_choice, plain
 from ..grouped import GroupLabel, group_labels
+from ..typing import FloatArray
+from ._grouped_stream import grouped_stream
 from .calibration import ThresholdCalibration
 from .metrics import MERGES, Merge
 from .signals import uncertainty_from_sorted
@@ -309,7 +311,12 @@ class Delegator:
         the threshold comparison on the whole array, then the monitor's ``run`` (or its
         ``update`` in a loop when it has no ``run``). ``groups``: one label per input (grouped
         calibrations; required in per-group mode; ignored by an ungrouped calibration). A
-        grouped delegator runs :meth:`update` in a loop.
+        grouped delegator does the same per monitor: each input's threshold from its group and
+        all decisions at once, then the overall budget monitor on every decision and each group's
+        monitor on its group's decisions (their ``run``; a monitor not of the package through
+        its ``update``), the statistic and the first alarm put back in stream order; where a
+        probe score or a state would make :meth:`update` raise, it runs :meth:`update` in a loop
+        so that the error is the same.
         """
         if self.calibration.groups is not None:
             return self._stream_grouped(scores, groups, state)
@@ -338,21 +345,38 @@ class Delegator:
     def _stream_grouped(
         self, scores: ArrayLike, groups: ArrayLike | None, state: DelegatorState | None
     ) -> Trace[DelegatorState]:
-        st: DelegatorState = (
-            self.init() if state is None else check_state(state, GroupedDelegatorState)
-        )
+        st = self.init() if state is None else check_state(state, GroupedDelegatorState)
+        assert isinstance(st, GroupedDelegatorState)
+        c = self.calibration
         x = as_float_array(scores, "scores", ndim=1)
+        names: tuple[GroupLabel, ...] = ()
+        index = inverse = None
         if groups is None:
-            if self.calibration.group_mode == "per_group":
+            if c.group_mode == "per_group":
                 raise ValueError("groups: required by a per-group calibration (one threshold each)")
-            labels: list[GroupLabel | None] = [None] * x.size
         else:
             names, inverse = group_labels(groups, "groups")
             if inverse.size != x.size:
                 raise ValueError(f"groups: length {inverse.size} does not match scores ({x.size})")
-            for g in names:
-                self.calibration.group_index(g)  # unknown groups fail before any decision
-            labels = [names[i] for i in inverse.tolist()]
+            # unknown groups fail before any decision
+            index = np.array([c.group_index(g) for g in names], dtype=np.int64)[inverse]
+        run = grouped_stream(self, x, index, st)
+        if run is None:  # the loop raises where update would (see _grouped_stream)
+            labels = [None] * x.size if inverse is None else [names[i] for i in inverse.tolist()]
+            return self._stream_grouped_loop(x, labels, st)
+        new = GroupedDelegatorState(
+            t=st.t + x.size,
+            monitor=run.monitor,
+            alarm_step=run.alarm_step,
+            group_monitors=run.group_monitors,
+            alarm_source=run.alarm_source,
+        )
+        return Trace(x, run.statistic, run.alarm_step, new, start=st.t, delegated=run.delegated)
+
+    def _stream_grouped_loop(
+        self, x: FloatArray, labels: list[GroupLabel | None], st: DelegatorState
+    ) -> Trace[DelegatorState]:
+        """:meth:`update` on each input in order (the reference of :func:`grouped_stream`)."""
         start = st.t
         stats = np.empty(x.size)
         d = np.empty(x.size, dtype=bool)
