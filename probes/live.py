@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from ctd_stats import Delegator, DelegatorState
@@ -362,12 +362,24 @@ class LatentMonitor:
         return LiveResult(decisions=tuple(decisions), features=feats, state=state)
 
     def _continue(self, batch: EncodedBatch, out: Any, n_new: int) -> list[tuple[int, ...]]:
-        """Greedy continuation from the prefill's cache: ``generate`` feeds only new tokens."""
+        """Greedy continuation from the prefill's cache: ``generate`` feeds only new tokens.
+
+        The prefill already chose each row's first new token. A row whose first token ends it
+        (end of sequence) is finished, as ``generate`` would have marked it after its own
+        prefill: when every row is, no decoding step runs; otherwise such rows are marked
+        finished after the first step (:class:`_EndedRows`), so that the loop stops when the
+        other rows do rather than when these rows emit a second end-of-sequence token. The
+        kept tokens (up to the first end-of-sequence one) and the number of decoding steps are
+        those of a plain greedy ``generate`` on the same prompt.
+        """
         first = out.logits[:, -1, :].argmax(dim=-1, keepdim=True)
         # transformers >= 5 calls the key/value cache ``cache``, earlier ``past_key_values``
         cache = out["cache"] if "cache" in out else out["past_key_values"]
         ids = torch.cat([batch.input_ids, first], dim=1)
-        if n_new > 1:
+        eos = self._eos_ids()
+        eos_ids = torch.tensor(sorted(eos), dtype=first.dtype, device=first.device)
+        ended = torch.isin(first[:, 0], eos_ids)
+        if n_new > 1 and not bool(ended.all()):
             mask = torch.cat([batch.attention_mask, torch.ones_like(first)], dim=1)
             with torch.inference_mode():
                 ids = self.model.generate(  # type: ignore[operator]
@@ -377,9 +389,9 @@ class LatentMonitor:
                     max_new_tokens=n_new - 1,
                     do_sample=False,
                     pad_token_id=self.pad_id,
+                    stopping_criteria=StoppingCriteriaList([_EndedRows(ended)]),
                 )
         new = ids[:, batch.input_ids.shape[1] :].tolist()
-        eos = self._eos_ids()
         result = []
         for row in new:
             stop = next((k + 1 for k, tok in enumerate(row) if tok in eos), len(row))
@@ -394,6 +406,16 @@ class LatentMonitor:
         if eos is None:
             return set()
         return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
+
+
+class _EndedRows(StoppingCriteria):
+    """Stopping criterion: the rows that ended before ``generate`` was called are done."""
+
+    def __init__(self, ended: torch.Tensor) -> None:
+        self.ended = ended
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return self.ended.to(input_ids.device)
 
 
 def _with_generation(

@@ -221,6 +221,54 @@ def test_the_forward_runs_once_per_request_and_generation_reuses_its_cache(arch:
     )
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_generation_stops_as_plain_generate_when_the_first_token_ends_a_row(arch: str) -> None:
+    """A row whose first new token (chosen by the monitored prefill) ends it is finished, as
+    in ``generate``: same tokens, and no decoding steps beyond those of a plain greedy
+    ``generate`` (before, such a row ran on until a second end-of-sequence token)."""
+    lm = _loaded(arch)
+    convs = conversations(5)
+    probes, _ = _fitted(lm, convs, "mean")
+    monitor = LatentMonitor(lm, probes, Delegator(_dv_calibration()), padding="left")
+    model: Any = lm.model
+    n_new = 6
+
+    def plain(requests: list[Any]) -> list[list[int]]:
+        b = monitor.encode(requests, generation_prompt=True)
+        out = model.generate(
+            input_ids=b.input_ids,
+            attention_mask=b.attention_mask,
+            max_new_tokens=n_new,
+            do_sample=False,
+            pad_token_id=monitor.pad_id,
+        )
+        return [list(map(int, row)) for row in out[:, b.input_ids.shape[1] :].tolist()]
+
+    free = plain(convs)
+    # end of sequence: row 0's first token, and the third token of a row that starts otherwise
+    late = next(row for row in free if row[0] != free[0][0])
+    eos = [free[0][0], late[2]]
+    model.generation_config.eos_token_id = eos
+
+    def kept(row: list[int]) -> list[int]:
+        return next((row[: k + 1] for k, t in enumerate(row) if t in eos), row)
+
+    counter = _ForwardCounter(model)
+    for requests in (convs, convs[:1]):
+        counter.shapes.clear()
+        ref = plain(requests)
+        n_plain = len(counter.shapes)
+        counter.shapes.clear()
+        res = monitor.decide(monitor.init(), requests, generate=n_new)
+        assert len(counter.shapes) == n_plain  # no extra decoding step
+        assert [list(d.generated or ()) for d in res.decisions] == [kept(r) for r in ref]
+        if len(requests) > 1:  # the batch mixes rows ended by the prefill and rows that run on
+            assert 0 < sum(r[0] in eos for r in ref) < len(requests)
+        else:  # the prefill's token ends the only row: the prefill is the only forward
+            assert ref[0][0] in eos and n_plain == 1
+    counter.handle.remove()
+
+
 def test_options_are_validated_at_the_edge() -> None:
     lm = _loaded("llama")
     convs = conversations(3)

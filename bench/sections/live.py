@@ -10,6 +10,15 @@ conversations, one request at a time):
 * ``model.generate(max_new_tokens=32, do_sample=False)`` vs ``decide(..., generate=32)`` (the
   decision after the prompt's forward, then generation from that forward's cache).
 
+Before timing, each generate request is run both ways once with a counter on the model's
+forward: the monitored run must produce the same new tokens (up to the first end-of-sequence
+token) with the same number of model forwards (the prefill, then one per new token) as the plain
+``generate`` — a deterministic check of "no extra model call" that timing noise cannot blur
+(recorded as ``forwards``). Before the monitor marked a row whose first new token is already
+end-of-sequence as finished, such a row (a prompt cut at ``MAX_TOKENS``, say) ran on until a
+second one: 4 extra decoding steps on a 516-token prompt, +17 % on that request, which was the
++10.9 % median overhead vs generate of the earlier bench (two of its four requests).
+
 Overhead = the median over pairs of monitored / plain − 1 (each request run both ways back to
 back, the order alternating), recorded as a fraction under
 ``live_monitor_overhead_vs_forward`` / ``live_monitor_overhead_vs_generate``. Because a 3 %
@@ -71,7 +80,10 @@ def _requests(n: int) -> list[Any]:
 
 
 def _paired(
-    plain: Callable[[Any], None], monitored: Callable[[Any], None], items: list[Any], rounds: int
+    plain: Callable[[Any], object],
+    monitored: Callable[[Any], object],
+    items: list[Any],
+    rounds: int,
 ) -> dict[str, Any]:
     """Each item plain and monitored back to back (order alternating); median ratio − 1."""
     tp, tm, ratio = [], [], []
@@ -93,6 +105,44 @@ def _paired(
         "pairs": len(ratio),
         "ratio_q1_q3": [float(np.percentile(ratio, 25)), float(np.percentile(ratio, 75))],
     }
+
+
+def _same_generation(
+    plain: Callable[[Any], Any],
+    monitored: Callable[[Any], Any],
+    items: list[Any],
+    model: Any,
+    tokenizer: Any,
+) -> list[list[int]]:
+    """Each item generated both ways once (also the warm-up): the same new tokens (up to the
+    first end-of-sequence token) from the same number of model forwards; [plain, monitored]
+    forwards per item."""
+    eos_id = model.generation_config.eos_token_id
+    eos_id = tokenizer.eos_token_id if eos_id is None else eos_id
+    eos = set(eos_id) if isinstance(eos_id, (list, tuple)) else {eos_id}
+    calls: list[int] = []
+    handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    counts = []
+    try:
+        for x in items:
+            calls.clear()
+            ids, width = plain(x)
+            n_plain = len(calls)
+            calls.clear()
+            res = monitored(x)
+            n_mon = len(calls)
+            row = ids[0, width:].tolist()
+            want = next((row[: k + 1] for k, t in enumerate(row) if t in eos), row)
+            got = list(res.decisions[0].generated)
+            if got != want or n_mon != n_plain:
+                raise DisagreementError(
+                    f"live: monitored generation made {n_mon} forwards and tokens {got}; plain"
+                    f" generate {n_plain} forwards and tokens {want}"
+                )
+            counts.append([n_plain, n_mon])
+    finally:
+        handle.remove()
+    return counts
 
 
 def run(quick: bool) -> Section:
@@ -137,18 +187,19 @@ def run(quick: bool) -> Section:
     def monitored_forward(r: Any) -> None:
         monitor.decide(monitor.init(), [r])
 
-    def plain_generate(r: Any) -> None:
+    def plain_generate(r: Any) -> tuple[Any, int]:
         batch = monitor.encode([r], generation_prompt=True)
         with torch.inference_mode():
-            model.generate(
+            ids = model.generate(
                 **batch.model_inputs(),
                 max_new_tokens=N_NEW,
                 do_sample=False,
                 pad_token_id=monitor.pad_id,
             )
+        return ids, int(batch.input_ids.shape[1])
 
-    def monitored_generate(r: Any) -> None:
-        monitor.decide(monitor.init(), [r], generate=N_NEW)
+    def monitored_generate(r: Any) -> Any:
+        return monitor.decide(monitor.init(), [r], generate=N_NEW)
 
     # same decisions as the offline probes on the same features (the check this bench makes)
     res = monitor.decide(monitor.init(), reqs)
@@ -156,6 +207,8 @@ def run(quick: bool) -> Section:
     if not np.allclose([d.dv for d in res.decisions], off, rtol=0, atol=1e-12):
         raise DisagreementError("live: decision scores differ from the probes on its features")
     n_tokens = sum(d.n_tokens for d in res.decisions)
+    gen_reqs = reqs[:n_gen]
+    forwards = _same_generation(plain_generate, monitored_generate, gen_reqs, model, lm.tokenizer)
     repeats = 3 if quick else 5
     plain_forward(reqs[0])  # warm-up
     monitored_forward(reqs[0])
@@ -199,6 +252,7 @@ def run(quick: bool) -> Section:
             "overhead": f"{over_gen:+.1%}",
             "rate": f"{1 / g['monitored']:.2f}",
             "live_monitor_overhead_vs_generate": over_gen,
+            "forwards": forwards,
             "timings": g,
         },
         {
@@ -223,7 +277,11 @@ def run(quick: bool) -> Section:
         changes of a shared CPU; times are medians per request. The plain forward computes the
         logits of every position, as the monitored one does; monitored generation runs the
         prompt once with `logits_to_keep=1` (as `generate`'s prefill), decides, then calls
-        `generate` on the prompt's cache for the remaining {N_NEW - 1} tokens.
+        `generate` on the prompt's cache for the remaining {N_NEW - 1} tokens, marking a row
+        whose first token is already end-of-sequence as finished (no step runs when all rows
+        are), as `generate` does after its own prefill. Checked before timing: the same new
+        tokens from the same number of model forwards, plain and monitored (per request:
+        {", ".join(str(p) for p, _ in forwards)} forwards).
 
         GPU: none was available to this session, so the bf16/SDPA GPU run was not made.
         """
