@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from ctd_stats.grouped import learn_then_test_grouped
+from ctd_stats.grouped import Correction, learn_then_test_grouped
 from ctd_stats.online.alarm_calibration import (
     CRCThreshold,
     GroupedCRCThreshold,
@@ -570,29 +570,36 @@ UCB_RUNS = 1000
 UCB_TOLERANCE = int(stats.binom.ppf(1 - 1e-4, UCB_RUNS, DELTA))
 
 
-def _ucb_violations(seed: int, *, simultaneous: bool) -> np.ndarray:
-    """Per run and group: the group's threshold has true false-alarm risk above α."""
+def _ucb_violations(
+    seed: int, *, caps: np.ndarray, runs: int, correction: Correction | None
+) -> np.ndarray:
+    """Per run and group: the group's threshold has true false-alarm risk above its cap.
+
+    ``correction`` None is the invalid twin: each group at δ, read as if simultaneous.
+    """
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), UCB_N)
-    bad = np.empty((UCB_RUNS, 10), dtype=np.bool_)
-    for r in range(UCB_RUNS):
+    alpha = caps.tolist()
+    bad = np.empty((runs, 10), dtype=np.bool_)
+    for r in range(runs):
         m = _draw(rng, UCB_SHAPES, UCB_N)
-        if simultaneous:
-            lam = ucb_threshold(m, alpha=ALPHA, delta=DELTA, groups=labels).threshold_array
-        else:  # invalid twin: each group at δ, read as if simultaneous
+        if correction is not None:
+            res = ucb_threshold(m, alpha=alpha, delta=DELTA, groups=labels, correction=correction)
+            lam = res.threshold_array
+        else:
             lam = np.array(
                 [
-                    ucb_threshold(m[labels == g], alpha=ALPHA, delta=DELTA).threshold
+                    ucb_threshold(m[labels == g], alpha=alpha[g], delta=DELTA).threshold
                     for g in range(10)
                 ]
             )
-        bad[r] = _risk(lam, UCB_SHAPES, "false_alarm") > ALPHA
+        bad[r] = _risk(lam, UCB_SHAPES, "false_alarm") > caps
     return bad
 
 
 @pytest.mark.validity
 def test_ucb_all_groups_at_once_within_delta() -> None:
-    bad = _ucb_violations(1807, simultaneous=True)
+    bad = _ucb_violations(1807, caps=np.full(10, ALPHA), runs=UCB_RUNS, correction="bonferroni")
     v_any = int(bad.any(axis=1).sum())
     assert v_any <= UCB_TOLERANCE, (v_any, UCB_TOLERANCE)
     per_group_tol = stats.binom.ppf(1 - 1e-4, UCB_RUNS, DELTA / 10)
@@ -602,7 +609,7 @@ def test_ucb_all_groups_at_once_within_delta() -> None:
 @pytest.mark.validity
 def test_invalid_twin_per_group_delta_claimed_simultaneous_fails() -> None:
     """Per-group thresholds at δ each, read as simultaneous: ≈ 1 − (1 − δ_eff)^10 violate."""
-    bad = _ucb_violations(1807, simultaneous=False)
+    bad = _ucb_violations(1807, caps=np.full(10, ALPHA), runs=UCB_RUNS, correction=None)
     v_any = int(bad.any(axis=1).sum())
     assert v_any > UCB_TOLERANCE, (v_any, UCB_TOLERANCE)  # the simultaneous check FAILS
     per_group = bad.mean(axis=0)
@@ -618,31 +625,9 @@ SIDAK_RUNS = 2000
 SIDAK_TOLERANCE = int(stats.binom.ppf(1 - 1e-4, SIDAK_RUNS, DELTA))
 
 
-def _sidak_violations(seed: int, *, corrected: bool) -> np.ndarray:
-    """Per run and group: the group's threshold has true false-alarm risk above its cap."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(10), UCB_N)
-    caps = SIDAK_CAPS.tolist()
-    bad = np.empty((SIDAK_RUNS, 10), dtype=np.bool_)
-    for r in range(SIDAK_RUNS):
-        m = _draw(rng, UCB_SHAPES, UCB_N)
-        if corrected:
-            res = ucb_threshold(m, alpha=caps, delta=DELTA, groups=labels, correction="sidak")
-            lam = res.threshold_array
-        else:  # invalid twin: each group at δ, read as if simultaneous
-            lam = np.array(
-                [
-                    ucb_threshold(m[labels == g], alpha=caps[g], delta=DELTA).threshold
-                    for g in range(10)
-                ]
-            )
-        bad[r] = _risk(lam, UCB_SHAPES, "false_alarm") > SIDAK_CAPS
-    return bad
-
-
 @pytest.mark.validity
 def test_ucb_sidak_independent_groups_within_delta() -> None:
-    bad = _sidak_violations(1808, corrected=True)
+    bad = _ucb_violations(1808, caps=SIDAK_CAPS, runs=SIDAK_RUNS, correction="sidak")
     v_any = int(bad.any(axis=1).sum())
     assert v_any <= SIDAK_TOLERANCE, (v_any, SIDAK_TOLERANCE)
     per_group_tol = stats.binom.ppf(1 - 1e-4, SIDAK_RUNS, _sidak(DELTA, 10))
@@ -652,6 +637,6 @@ def test_ucb_sidak_independent_groups_within_delta() -> None:
 @pytest.mark.validity
 def test_invalid_twin_sidak_each_group_at_delta_fails() -> None:
     """Each group at δ under its cap, read as simultaneous: the same check FAILS."""
-    bad = _sidak_violations(1808, corrected=False)
+    bad = _ucb_violations(1808, caps=SIDAK_CAPS, runs=SIDAK_RUNS, correction=None)
     v_any = int(bad.any(axis=1).sum())
     assert v_any > SIDAK_TOLERANCE, (v_any, SIDAK_TOLERANCE)
