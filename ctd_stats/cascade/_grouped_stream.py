@@ -25,17 +25,15 @@ the loop, which raises at the same step as ``update`` would.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..online.betting import BettingMonitor, BettingState
 from ..typing import BoolArray, FloatArray, IntArray
+from .calibration import ThresholdCalibration
 from .signals import uncertainty_from_sorted
 from .streaming import BudgetMonitor
-
-if TYPE_CHECKING:
-    from .delegator import Delegator, GroupedDelegatorState
 
 __all__: list[str] = []
 
@@ -80,14 +78,19 @@ def _monitor_run(monitor: Any, d: BoolArray, state: Any) -> tuple[FloatArray, in
 
 
 def grouped_stream(
-    delegator: Delegator, x: FloatArray, gi: IntArray | None, st: GroupedDelegatorState
+    c: ThresholdCalibration,
+    mon: Any,
+    gmons: tuple[BudgetMonitor, ...] | None,
+    x: FloatArray,
+    gi: IntArray | None,
+    st: Any,
 ) -> GroupedRun | None:
-    """The stretch ``x`` (validated scores) with group positions ``gi`` (None: no groups) from
-    ``st``, exactly as ``update`` in a loop; ``None`` where the loop must run (see module)."""
-    c = delegator.calibration
+    """The stretch ``x`` (validated scores) with group positions ``gi`` (None: no groups) of a
+    grouped delegator with calibration ``c``, overall monitor ``mon`` and group monitors
+    ``gmons``, from its state ``st`` (a ``GroupedDelegatorState``), exactly as ``update`` in a
+    loop; ``None`` where the loop must run (see module)."""
     assert c.groups is not None and c.group_thresholds is not None
     n_groups = len(c.groups)
-    mon, gmons = delegator.monitor, delegator._group_monitors
     gstates = list(st.group_monitors)
     if mon is not None and _is_batch(mon) and not isinstance(st.monitor, BettingState):
         return None

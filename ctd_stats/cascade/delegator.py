@@ -360,7 +360,7 @@ class Delegator:
                 raise ValueError(f"groups: length {inverse.size} does not match scores ({x.size})")
             # unknown groups fail before any decision
             index = np.array([c.group_index(g) for g in names], dtype=np.int64)[inverse]
-        run = grouped_stream(self, x, index, st)
+        run = grouped_stream(c, self.monitor, self._group_monitors, x, index, st)
         if run is None:  # the loop raises where update would (see _grouped_stream)
             labels = [None] * x.size if inverse is None else [names[i] for i in inverse.tolist()]
             return self._stream_grouped_loop(x, labels, st)

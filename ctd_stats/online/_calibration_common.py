@@ -145,6 +145,7 @@ class ThresholdResult:
     _repr_lines: ClassVar[tuple[str, ...]] = ()
     found: bool
     threshold: float
+    alpha: float
     n: int
     index: int | None
     reason: str | None
@@ -218,6 +219,11 @@ class GroupedThresholdResult(Generic[R]):
     def n(self) -> IntArray:
         """Calibration trajectories per group, shape (G,)."""
         return np.array([r.n for r in self.results], dtype=np.int64)
+
+    @property
+    def caps(self) -> FloatArray:
+        """Each group's cap α_g in group order, shape (G,)."""
+        return np.array([r.alpha for r in self.results], dtype=np.float64)
 
     def __repr__(self) -> str:
         found = self.found

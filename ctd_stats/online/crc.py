@@ -172,11 +172,6 @@ class GroupedCRCThreshold(
 
     _json_settings = ("alpha", "risk", "method")
 
-    @property
-    def caps(self) -> FloatArray:
-        """Each group's cap α_g in group order, shape (G,)."""
-        return np.array([r.alpha for r in self.results], dtype=np.float64)
-
 
 # --------------------------------------------------------------------------- kernels
 def _crc_k(alphas: FloatArray, n: int) -> IntArray:

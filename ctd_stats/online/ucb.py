@@ -175,11 +175,6 @@ class GroupedUCBThreshold(
         "method",
     )
 
-    @property
-    def caps(self) -> FloatArray:
-        """Each group's cap α_g in group order, shape (G,)."""
-        return np.array([r.alpha for r in self.results], dtype=np.float64)
-
 
 # --------------------------------------------------------------------------- p-values
 def _paper_pvalue(k: IntArray, n: int, alpha: float) -> FloatArray:
